@@ -1,0 +1,237 @@
+"""The G&C device loop: schedule blocks over devices, stream results to the host.
+
+One compiled call runs ``steps`` steps on every device (``lax.scan``); device ``d``
+at step ``s`` of a call starting at block ``b0`` evaluates blocks
+``b0 + (s * n_devices + d) * blocks + [0, blocks)``, so flattening the outputs
+(step-major, then device) lists blocks in global order. The host keeps one call
+in flight while it accumulates the previous one.
+"""
+
+import collections
+import os
+import time
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec
+
+from gcsampler import draws, kernel, priors, problems, stats
+
+DEFAULT_LOG2_BLOCK = 12
+MAX_DRAWS_PER_CALL = 2**26
+
+
+class Schedule(NamedTuple):
+    """How draws are grouped: blocks of ``2**log2_block`` draws, ``blocks`` per
+    device step, ``steps`` per compiled call, over ``devices``."""
+
+    log2_block: int
+    blocks: int
+    steps: int
+    devices: tuple
+    capacity: int
+
+    @property
+    def block_size(self):
+        return 2**self.log2_block
+
+    @property
+    def batch(self):
+        """Draws per step on one device."""
+        return self.blocks * self.block_size
+
+    @property
+    def draws_per_call(self):
+        return self.batch * self.steps * len(self.devices)
+
+
+class RunResult(NamedTuple):
+    totals: stats.Totals
+    seconds: float
+    schedule: Schedule
+
+
+def resolve_devices(devices):
+    """``None``/'all' -> every local device; an int N -> the first N (N must exist)."""
+    available = jax.local_devices()
+    if devices is None or devices == "all":
+        return tuple(available)
+    if isinstance(devices, int) and not isinstance(devices, bool):
+        if not 1 <= devices <= len(available):
+            raise ValueError(f"devices must be 'all' or an integer in [1, {len(available)}] "
+                             f"(this machine has {len(available)} {available[0].platform} "
+                             f"device(s)), got {devices}")
+        return tuple(available[:devices])
+    return tuple(devices)
+
+
+def bytes_per_draw(problem, model, n_bins):
+    """A generous estimate of the device memory one draw of a step needs."""
+    weights = sum(r * c for r, c in model.layer_shapes)
+    hidden = model.n_rows * model.width * 2 * max(model.depth - 1, 1)
+    outputs = problem.n_rows * problem.n_cols + len(problem.train_ops) + len(problem.test_ops)
+    return 4 * 3 * (2 * weights + hidden + 2 * outputs + 4 * n_bins + 16)
+
+
+def memory_budget(device):
+    """Bytes a step may use: 40% of free accelerator memory, or up to 1 GiB of host RAM."""
+    try:
+        mem = device.memory_stats() or {}
+    except Exception:  # backends without memory statistics
+        mem = {}
+    if "bytes_limit" in mem:
+        return int(0.4 * (mem["bytes_limit"] - mem.get("bytes_in_use", 0)))
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        ram = 8 * 2**30
+    return min(2**30, ram // 16)
+
+
+def plan(problem, model, samples, *, batch=None, devices=None, log2_block=DEFAULT_LOG2_BLOCK,
+         capacity=None, n_bins=None):
+    """Choose blocks per step (from ``batch`` or device memory), steps per call and capacity."""
+    devices = resolve_devices(devices)
+    block = 2**log2_block
+    if n_bins is None:
+        n_bins = len(stats.train_loss_edges(1.0)) + 1
+    if batch is None:
+        batch = memory_budget(devices[0]) // bytes_per_draw(problem, model, n_bins)
+    total_blocks = -(-samples // block)
+    blocks = max(1, min(-(-int(batch) // block), -(-total_blocks // len(devices))))
+    per_step = blocks * len(devices)
+    steps = max(1, min(MAX_DRAWS_PER_CALL // (per_step * block), -(-total_blocks // per_step), 16))
+    if capacity is None:
+        capacity = min(blocks * block, max(64, blocks * block // 64))
+    return Schedule(log2_block, blocks, steps, devices, capacity)
+
+
+_CALL_CACHE = {}
+
+
+def compiled_call(model, prior, n_train, schedule):
+    """The jitted, device-sharded call of ``schedule.steps`` steps (cached)."""
+    cache_key = (model, prior, n_train, schedule)
+    if cache_key not in _CALL_CACHE:
+        _CALL_CACHE[cache_key] = _build_call(model, prior, n_train, schedule)
+    return _CALL_CACHE[cache_key]
+
+
+def _build_call(model, prior, n_train, schedule):
+    step = kernel.make_step(model, prior, n_train, schedule.log2_block, schedule.blocks,
+                            schedule.capacity)
+    n_devices = len(schedule.devices)
+
+    def device_call(base_key, first_block, full_blocks, tail, ops, labels, eps, edges):
+        device = jax.lax.axis_index("d").astype(jnp.uint32)
+
+        def body(carry, s):
+            start = first_block + (s * n_devices + device) * schedule.blocks
+            return carry, step(base_key, start, full_blocks, tail, ops, labels, eps, edges)
+
+        _, out = jax.lax.scan(body, None, jnp.arange(schedule.steps, dtype=jnp.uint32))
+        return jax.tree.map(lambda x: x[:, None], out)
+
+    mesh = Mesh(np.asarray(schedule.devices), ("d",))
+    sharded = jax.shard_map(device_call, mesh=mesh, in_specs=PartitionSpec(),
+                            out_specs=PartitionSpec(None, "d"))
+    return jax.jit(sharded)
+
+
+def guess_and_check(problem, model, prior, *, eps, samples, seed=0, batch=None, devices=None,
+                    log2_block=DEFAULT_LOG2_BLOCK, capacity=None,
+                    on_rows: Callable | None = None, on_progress: Callable | None = None):
+    """Draw ``samples`` weight settings and keep those with train loss < ``eps``.
+
+    Args:
+      problem, model, prior: what to sample (see problems, models, priors).
+      eps: acceptance threshold on the train loss (strict).
+      samples: number of draws; draw i uses global index i.
+      seed: run seed; draws are a pure function of (seed, index).
+      batch: draws per device step (rounded up to whole blocks); default from memory.
+      devices: None/'all', a count, or a sequence of devices.
+      log2_block: block size exponent; float statistics are bitwise reproducible
+        for a fixed block size.
+      capacity: accepted rows buffered per device step before falling back to a
+        re-evaluation of that step (never dropped).
+      on_rows: called as ``on_rows(index, train, gen, matrix)`` with NumPy arrays of
+        accepted rows, in increasing index order.
+      on_progress: called as ``on_progress(totals, seconds)`` after each call.
+
+    Returns:
+      RunResult with the host totals, the wall time and the schedule used.
+    """
+    _check_arguments(eps, samples, seed, log2_block)
+    priors.check_prior(prior, model)
+    schedule = plan(problem, model, samples, batch=batch, devices=devices, log2_block=log2_block,
+                    capacity=capacity)
+    ops, labels = problems.stacked_operators(problem)
+    edges = stats.train_loss_edges(eps)
+    totals = stats.Totals(edges=edges)
+    n_train = len(problem.train_ops)
+    call = compiled_call(model, prior, n_train, schedule)
+    base_key = draws.seed_key(seed)
+    block = schedule.block_size
+    total_blocks = -(-samples // block)
+    args = (np.uint32(samples // block), np.int32(samples % block), ops, labels,
+            np.float32(eps), jnp.asarray(edges))
+
+    def launch(first):
+        return first, call(base_key, np.uint32(first), *args)
+
+    def overflow_rows(first_block):
+        full = schedule._replace(steps=1, devices=schedule.devices[:1], capacity=schedule.batch)
+        out = compiled_call(model, prior, n_train, full)(base_key, np.uint32(first_block), *args)
+        return jax.device_get(out)
+
+    start = time.perf_counter()
+    in_flight = collections.deque([launch(0)])
+    next_block = schedule.draws_per_call // block
+    while in_flight:
+        if next_block < total_blocks:
+            in_flight.append(launch(next_block))
+            next_block += schedule.draws_per_call // block
+        first, out = in_flight.popleft()
+        _accumulate(totals, jax.device_get(out), first, schedule, on_rows, overflow_rows)
+        if on_progress is not None:
+            on_progress(totals, time.perf_counter() - start)
+    return RunResult(totals, time.perf_counter() - start, schedule)
+
+
+def _accumulate(totals, out, first, schedule, on_rows, overflow_rows):
+    """Fold one call's outputs (leading axes: step, device) into the totals."""
+    stats.add_counts(totals, out.drawn, out.nonfinite, out.bin_count, out.hist)
+    stats.add_block_sums(totals, out.gen_sum, out.gen_sumsq, out.bin_gen_sum, out.bin_gen_sumsq)
+    n_devices = len(schedule.devices)
+    for s in range(schedule.steps):
+        for d in range(n_devices):
+            count = int(out.accepted[s, d])
+            if count == 0:
+                continue
+            step_first = first + (s * n_devices + d) * schedule.blocks
+            rows = out
+            index = (s, d)
+            if count > schedule.capacity:
+                rows, index = overflow_rows(step_first), (0, 0)
+            position = rows.row_position[index][:count]
+            global_index = np.uint64(step_first) * np.uint64(schedule.block_size) + position.astype(
+                np.uint64)
+            gen = rows.row_gen[index][:count]
+            stats.add_accepted(totals, gen)
+            if on_rows is not None:
+                on_rows(global_index, rows.row_train[index][:count], gen, rows.row_matrix[index][:count])
+
+
+def _check_arguments(eps, samples, seed, log2_block):
+    if not (isinstance(samples, (int, np.integer)) and samples >= 1):
+        raise ValueError(f"samples must be a positive integer, got {samples!r}")
+    if not (np.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
+    if not (isinstance(seed, (int, np.integer)) and 0 <= seed <= draws.MAX_SEED):
+        raise ValueError(f"seed must be an integer in [0, {draws.MAX_SEED}], got {seed!r}")
+    if not (isinstance(log2_block, int) and 6 <= log2_block <= 20):
+        raise ValueError(f"log2_block must be an integer in [6, 20], got {log2_block!r}")
+    if samples > (2**32 - 1) * 2**log2_block:
+        raise ValueError(f"samples must be at most {(2**32 - 1) * 2**log2_block} at this block size")

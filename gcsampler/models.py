@@ -1,0 +1,93 @@
+"""Deep matrix factorizations: layer shapes and the end-to-end matrix.
+
+``W = s(...s(s(W_1) W_2)...) W_d`` with ``W_1`` of shape (n_rows, k), ``W_j`` (k, k)
+and ``W_d`` (k, n_cols); the activation ``s`` acts elementwise after each of the
+first d - 1 layers. Depth 1 is the matrix itself.
+"""
+
+import functools
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+ACTIVATIONS = ("linear", "tanh", "relu", "leaky_relu")
+
+
+def activation_fn(name, leaky_slope=0.2):
+    """The elementwise function of a built-in activation name."""
+    if name == "linear":
+        return _identity
+    if name == "tanh":
+        return jnp.tanh
+    if name == "relu":
+        return jax.nn.relu
+    if name == "leaky_relu":
+        return _leaky_relu(float(leaky_slope))
+    raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {name!r}")
+
+
+def _identity(x):
+    return x
+
+
+@functools.lru_cache(maxsize=None)
+def _leaky_relu(slope):
+    """One function object per slope, so equal models share compiled kernels."""
+    return functools.partial(jax.nn.leaky_relu, negative_slope=slope)
+
+
+class Factorization(NamedTuple):
+    """A depth-``depth``, width-``width`` factorization of an n_rows x n_cols matrix.
+
+    Attributes:
+      n_rows, n_cols: shape of the end-to-end matrix.
+      depth: number of layers (>= 1).
+      width: inner dimension k (>= 1; unused at depth 1).
+      activation: an elementwise JAX function applied between layers.
+      activation_name: label for reports and configs ('custom' for user functions).
+    """
+
+    n_rows: int
+    n_cols: int
+    depth: int
+    width: int
+    activation: Callable = _identity
+    activation_name: str = "linear"
+
+    @property
+    def layer_shapes(self):
+        """Shapes of W_1 .. W_d."""
+        if self.depth == 1:
+            return ((self.n_rows, self.n_cols),)
+        inner = ((self.width, self.width),) * (self.depth - 2)
+        return ((self.n_rows, self.width),) + inner + ((self.width, self.n_cols),)
+
+    @property
+    def is_linear(self):
+        return self.activation is _identity
+
+
+def factorization(n_rows, n_cols, depth, width, activation="linear", leaky_slope=0.2):
+    """Build a :class:`Factorization`; ``activation`` is a name or an elementwise function."""
+    for name, value in (("n_rows", n_rows), ("n_cols", n_cols), ("depth", depth), ("width", width)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if callable(activation):
+        fn, label = activation, getattr(activation, "__name__", "custom")
+    else:
+        fn, label = activation_fn(activation, leaky_slope), activation
+    return Factorization(n_rows, n_cols, depth, width, fn, label)
+
+
+def end_to_end(model, layers):
+    """The end-to-end matrix of one weight setting (a sequence of layer matrices)."""
+    h = layers[0]
+    for w in layers[1:]:
+        h = jnp.matmul(model.activation(h), w, precision=jax.lax.Precision.HIGHEST)
+    return h
+
+
+def frobenius_normalize(matrix):
+    """Divide by the Frobenius norm plus 1e-6, the papers' normalization."""
+    return matrix / (jnp.sqrt(jnp.sum(jnp.square(matrix), axis=(-2, -1), keepdims=True)) + 1e-6)

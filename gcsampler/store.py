@@ -1,0 +1,302 @@
+"""The run directory: creation, small JSON/npz files, and the accepted-draw arrays.
+
+A run directory is never overwritten: it is created fresh (or taken over only when
+empty). Small files are written atomically (temp file, fsync, ``os.replace``) so a
+killed run never leaves a half-written config or summary. Accepted draws go to
+four zarr (v2) arrays under ``accepted/``, written with tensorstore in whole chunks
+and growing along axis 0 as draws arrive:
+
+  index       uint64   (n,)                 global draw index, increasing
+  train_loss  float32  (n,)
+  gen_loss    float32  (n,)
+  matrix      float32  (n, n_rows, n_cols)  end-to-end matrix
+"""
+
+import json
+import math
+import os
+import pathlib
+import tempfile
+import time
+from typing import Any, Callable
+
+import numpy as np
+import tensorstore as ts
+
+ACCEPTED_DIR = "accepted"
+ACCEPTED_FIELDS = ("index", "train_loss", "gen_loss", "matrix")
+
+
+class RunDirError(Exception):
+    """A user-facing problem with a run directory (message is one line)."""
+
+
+def _ts_reason(err: Exception) -> str:
+    """tensorstore error text without the multi-kilobyte spec it appends."""
+    return str(err).split(" [tensorstore_spec=")[0]
+
+
+# --------------------------------------------------------------------------- dirs
+
+
+def default_run_name(tag: str) -> str:
+    """Name for a default run directory under runs/, e.g. ``20261123-071502-<tag>``.
+
+    Local time to the second, so names sort chronologically.
+    """
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{tag}"
+
+
+def create_run_dir(path) -> pathlib.Path:
+    """Create the run directory (and parents); refuse anything that already has content.
+
+    An existing empty directory is accepted so a user can pre-create it. Nothing
+    is ever overwritten or deleted.
+    """
+    path = pathlib.Path(path)
+    try:
+        path.mkdir(parents=True)
+    except FileExistsError:
+        if not path.is_dir() or any(path.iterdir()):
+            raise RunDirError(
+                f"run directory {path} already exists and is not empty; choose another --out"
+            ) from None
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise RunDirError(f"cannot write to run directory {path}: permission denied") from None
+    except OSError as e:
+        raise RunDirError(f"cannot create run directory {path}: {e.strerror or e}") from None
+    return path
+
+
+# ------------------------------------------------------------------ small files
+
+
+def _atomic_write(path, write: Callable[[Any], None], mode: str) -> None:
+    """Write a file via a temp file in the same directory, fsync, then os.replace.
+
+    Readers see either the old file or the complete new one, never a partial one.
+    """
+    path = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _jsonable(obj: Any) -> Any:
+    """Convert numpy scalars/arrays, tuples and paths to plain JSON types; NaN/inf -> None."""
+    if isinstance(obj, dict):
+        return {(k.item() if isinstance(k, np.generic) else k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, pathlib.PurePath):
+        return str(obj)
+    return obj
+
+
+def write_json(path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented, key-sorted standard JSON.
+
+    numpy scalars and arrays become numbers and lists. NaN and +-inf are written
+    as ``null`` (standard JSON has no NaN), so they read back as ``None``.
+    """
+    text = json.dumps(_jsonable(obj), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    _atomic_write(path, lambda f: f.write(text), "w")
+
+
+def read_json(path) -> Any:
+    """Read a JSON file written by :func:`write_json`."""
+    with open(path) as f:
+        return json.load(f)
+
+
+def save_arrays(path, /, **arrays) -> None:
+    """Atomically write named numpy arrays to an uncompressed ``.npz`` file."""
+    _atomic_write(path, lambda f: np.savez(f, **arrays), "wb")
+
+
+def load_arrays(path) -> dict[str, np.ndarray]:
+    """Read all arrays of an ``.npz`` file written by :func:`save_arrays`."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+# ------------------------------------------------------------- accepted draws
+
+
+def _spec(run_dir, name: str) -> dict:
+    path = pathlib.Path(run_dir) / ACCEPTED_DIR / name
+    return {"driver": "zarr", "kvstore": {"driver": "file", "path": str(path)}}
+
+
+class AcceptedWriter:
+    """Appends accepted draws to the zarr arrays under ``run_dir/accepted/``.
+
+    Rows are buffered on the host and written in whole chunks (chunk-aligned
+    writes are far faster than small appends). :meth:`flush` also writes the
+    partial last chunk and keeps it buffered, so later writes stay chunk-aligned
+    and simply rewrite that chunk. Every write waits for completion and the file
+    kvstore fsyncs, so after ``flush()`` returns the rows are on disk.
+    """
+
+    def __init__(self, run_dir, n_rows: int, n_cols: int, chunk_rows: int = 4096):
+        if min(n_rows, n_cols, chunk_rows) < 1:
+            raise ValueError(
+                f"n_rows, n_cols and chunk_rows must be >= 1, got {n_rows}, {n_cols}, {chunk_rows}"
+            )
+        self.n_rows, self.n_cols, self.chunk_rows = n_rows, n_cols, chunk_rows
+        layout = {
+            "index": ("<u8", ()),
+            "train_loss": ("<f4", ()),
+            "gen_loss": ("<f4", ()),
+            "matrix": ("<f4", (n_rows, n_cols)),
+        }
+        futures = {}
+        for name, (dtype, tail) in layout.items():
+            spec = _spec(run_dir, name)
+            spec["metadata"] = {
+                "shape": [0, *tail],
+                "chunks": [chunk_rows, *tail],
+                "dtype": dtype,
+                "compressor": None,  # random floats do not compress; skip the cost
+            }
+            futures[name] = ts.open(spec, create=True)
+        self._stores = {}
+        for name, fut in futures.items():
+            try:
+                self._stores[name] = fut.result()
+            except ValueError as e:
+                if "ALREADY_EXISTS" in str(e):
+                    raise RunDirError(
+                        f"accepted arrays already exist in {run_dir}; choose another --out"
+                    ) from None
+                raise RunDirError(f"cannot create accepted arrays in {run_dir}: {_ts_reason(e)}") from None
+        self._size = 0  # rows the on-disk arrays currently span
+        self._written = 0  # rows durably written
+        self._buf_start = 0  # chunk-aligned row where the host buffer starts
+        self._buf = {name: [] for name in ACCEPTED_FIELDS}
+        self._buf_rows = 0
+        self._last_index = None
+
+    @property
+    def rows_written(self) -> int:
+        """Rows durably on disk (appended rows count once flushed or chunk-complete)."""
+        return self._written
+
+    def _validate(self, index, train_loss, gen_loss, matrix) -> dict[str, np.ndarray]:
+        index = np.asarray(index)
+        if index.ndim != 1 or index.dtype.kind not in "ui":
+            raise ValueError(f"index must be a 1-D integer array, got {index.dtype} {index.shape}")
+        if index.dtype.kind == "i" and index.size and index.min() < 0:
+            raise ValueError("index must be non-negative")
+        batch = {
+            "index": index.astype(np.uint64),
+            "train_loss": np.asarray(train_loss, dtype=np.float32),
+            "gen_loss": np.asarray(gen_loss, dtype=np.float32),
+            "matrix": np.asarray(matrix, dtype=np.float32),
+        }
+        n = len(index)
+        for name in ("train_loss", "gen_loss"):
+            if batch[name].shape != (n,):
+                raise ValueError(f"{name} has shape {batch[name].shape}, expected ({n},) to match index")
+        if batch["matrix"].shape != (n, self.n_rows, self.n_cols):
+            raise ValueError(
+                f"matrix has shape {batch['matrix'].shape}, expected ({n}, {self.n_rows}, {self.n_cols})"
+            )
+        idx = batch["index"]
+        if n and (np.any(idx[1:] <= idx[:-1]) or (self._last_index is not None and idx[0] <= self._last_index)):
+            raise ValueError("index must be strictly increasing across appended rows")
+        return batch
+
+    def append(self, index, train_loss, gen_loss, matrix) -> None:
+        """Add one batch of accepted rows (any length, including 0).
+
+        Raises ValueError if lengths or the matrix shape disagree, or if indices
+        are not strictly increasing. Whole chunks are written immediately.
+        """
+        batch = self._validate(index, train_loss, gen_loss, matrix)
+        n = len(batch["index"])
+        if n == 0:
+            return
+        for name, arr in batch.items():
+            self._buf[name].append(arr)
+        self._buf_rows += n
+        self._last_index = int(batch["index"][-1])
+        full = self._buf_rows // self.chunk_rows * self.chunk_rows
+        if full:
+            block = self._take_buffer()
+            self._write(self._buf_start, {k: v[:full] for k, v in block.items()})
+            self._buf_start += full
+            self._buf_rows -= full
+            self._buf = {k: [v[full:]] if self._buf_rows else [] for k, v in block.items()}
+
+    def _take_buffer(self) -> dict[str, np.ndarray]:
+        """Concatenate the buffered pieces (and keep them as one piece)."""
+        block = {k: np.concatenate(v) for k, v in self._buf.items()}
+        self._buf = {k: [v] for k, v in block.items()}
+        return block
+
+    def _write(self, start: int, block: dict[str, np.ndarray]) -> None:
+        """Grow the arrays if needed, write ``block`` at row ``start``, wait for it."""
+        stop = start + len(block["index"])
+        if stop > self._size:
+            resizes = [
+                self._stores[k].resize(exclusive_max=[stop] + [None] * (self._stores[k].rank - 1), expand_only=True)
+                for k in ACCEPTED_FIELDS
+            ]
+            for k, fut in zip(ACCEPTED_FIELDS, resizes):
+                self._stores[k] = fut.result()
+            self._size = stop
+        writes = [self._stores[k][start:stop].write(block[k]) for k in ACCEPTED_FIELDS]
+        for fut in writes:
+            fut.result()
+        self._written = max(self._written, stop)
+
+    def flush(self) -> None:
+        """Write any buffered rows (a partial last chunk) and wait until they are on disk."""
+        if self._buf_start + self._buf_rows > self._written:
+            self._write(self._buf_start, self._take_buffer())
+
+    def close(self) -> None:
+        """Flush; the writer holds no other resources."""
+        self.flush()
+
+    def __enter__(self) -> "AcceptedWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_accepted(run_dir) -> dict[str, np.ndarray]:
+    """Read all accepted rows of a run as numpy arrays keyed like ``ACCEPTED_FIELDS``."""
+    futures = {name: ts.open(_spec(run_dir, name), read=True) for name in ACCEPTED_FIELDS}
+    stores = {}
+    for name, fut in futures.items():
+        try:
+            stores[name] = fut.result()
+        except ValueError as e:
+            if "NOT_FOUND" in str(e):
+                raise RunDirError(
+                    f"no accepted draws in {run_dir} (missing {ACCEPTED_DIR}/{name})"
+                ) from None
+            raise RunDirError(f"cannot read accepted draws in {run_dir}: {_ts_reason(e)}") from None
+    reads = {name: s.read() for name, s in stores.items()}
+    return {name: fut.result() for name, fut in reads.items()}

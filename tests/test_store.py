@@ -1,0 +1,246 @@
+"""Tests for gcsampler.store: run directories, atomic small files, accepted arrays."""
+
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+import tensorstore as ts
+
+from gcsampler import store
+
+N_ROWS, N_COLS, CHUNK = 3, 2, 8
+
+
+# ------------------------------------------------------------------ run dirs
+
+
+def test_create_run_dir_creates_parents(tmp_path):
+    path = store.create_run_dir(tmp_path / "a" / "b" / "run")
+    assert path.is_dir() and path == tmp_path / "a" / "b" / "run"
+
+
+def test_create_run_dir_accepts_empty_existing(tmp_path):
+    (tmp_path / "run").mkdir()
+    assert store.create_run_dir(str(tmp_path / "run")).is_dir()
+
+
+def test_create_run_dir_refuses_non_empty_without_touching(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "keep.txt").write_text("precious")
+    with pytest.raises(store.RunDirError, match="already exists and is not empty; choose another --out"):
+        store.create_run_dir(run)
+    assert os.listdir(run) == ["keep.txt"]
+    assert (run / "keep.txt").read_text() == "precious"
+
+
+def test_create_run_dir_refuses_existing_file(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(store.RunDirError, match="already exists"):
+        store.create_run_dir(f)
+    assert f.read_text() == "x"
+
+
+def test_create_run_dir_unwritable_location(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(store.RunDirError, match="cannot create run directory"):
+        store.create_run_dir(f / "run")
+
+
+def test_default_run_name():
+    assert re.fullmatch(r"\d{8}-\d{6}-gauss", store.default_run_name("gauss"))
+
+
+# ---------------------------------------------------------------- small files
+
+
+def test_json_round_trip_numpy_and_nan(tmp_path):
+    path = tmp_path / "config.json"
+    obj = {
+        "b": np.float32(0.5),
+        "a": np.int64(7),
+        "arr": np.arange(3, dtype=np.uint64),
+        "nan": float("nan"),
+        "inf": np.float64(np.inf),
+        "nested": {"vals": np.array([1.0, np.nan]), "t": (1, np.bool_(True))},
+        "path": tmp_path,
+    }
+    store.write_json(path, obj)
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert text.index('"a"') < text.index('"b"')  # sort_keys
+    assert json.loads(text) == store.read_json(path)
+    assert store.read_json(path) == {
+        "a": 7,
+        "arr": [0, 1, 2],
+        "b": 0.5,
+        "inf": None,
+        "nan": None,
+        "nested": {"t": [1, True], "vals": [1.0, None]},
+        "path": str(tmp_path),
+    }
+    assert os.listdir(tmp_path) == ["config.json"]
+
+
+def test_json_overwrite_is_atomic_and_failed_write_leaves_old(tmp_path):
+    path = tmp_path / "s.json"
+    store.write_json(path, {"x": 1})
+    store.write_json(path, {"x": 2})
+    with pytest.raises(TypeError):
+        store.write_json(path, {"x": object()})
+    assert store.read_json(path) == {"x": 2}
+    assert os.listdir(tmp_path) == ["s.json"]
+
+
+def test_arrays_round_trip(tmp_path):
+    path = tmp_path / "state.npz"
+    arrays = {"a": np.arange(5, dtype=np.uint64) + 2**40, "b": np.ones((2, 3), np.float32), "path": np.array([1])}
+    store.save_arrays(path, **arrays)
+    out = store.load_arrays(path)
+    assert set(out) == set(arrays)
+    for k, v in arrays.items():
+        assert out[k].dtype == v.dtype
+        np.testing.assert_array_equal(out[k], v)
+    assert os.listdir(tmp_path) == ["state.npz"]
+
+
+# ------------------------------------------------------------ accepted arrays
+
+
+def _batch(rng, start, n):
+    index = np.uint64(2**33) + np.uint64(start) + np.arange(n, dtype=np.uint64) * np.uint64(3)
+    return (
+        index,
+        rng.standard_normal(n).astype(np.float32),
+        rng.standard_normal(n).astype(np.float64),  # cast to float32 on append
+        rng.standard_normal((n, N_ROWS, N_COLS)).astype(np.float32),
+    )
+
+
+def _concat(batches):
+    index, tr, ge, mat = (np.concatenate(p) for p in zip(*batches))
+    return {
+        "index": index.astype(np.uint64),
+        "train_loss": tr.astype(np.float32),
+        "gen_loss": ge.astype(np.float32),
+        "matrix": mat.astype(np.float32),
+    }
+
+
+def _assert_matches(got, want):
+    assert set(got) == set(want)
+    for k, v in want.items():
+        assert got[k].dtype == v.dtype, k
+        assert got[k].shape == v.shape, k
+        np.testing.assert_array_equal(got[k], v, err_msg=k)
+
+
+def _read_direct(run_dir):
+    """Open the arrays with tensorstore directly, independent of read_accepted."""
+    out = {}
+    for name in ("index", "train_loss", "gen_loss", "matrix"):
+        spec = {"driver": "zarr", "kvstore": {"driver": "file", "path": str(run_dir / "accepted" / name)}}
+        out[name] = ts.open(spec).result().read().result()
+    return out
+
+
+def _append_all(writer, rng, sizes, start=0):
+    batches = []
+    for n in sizes:
+        b = _batch(rng, start, n)
+        start += 3 * n + 1
+        writer.append(*b)
+        batches.append(b)
+    return batches, start
+
+
+def test_writer_mixed_batches_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    run = store.create_run_dir(tmp_path / "run")
+    sizes = [0, 1, 3, CHUNK + 5, 0, 2 * CHUNK, 7, 1]
+    with store.AcceptedWriter(run, N_ROWS, N_COLS, chunk_rows=CHUNK) as w:
+        batches, _ = _append_all(w, rng, sizes)
+        assert w.rows_written % CHUNK == 0 and w.rows_written <= sum(sizes)
+    assert w.rows_written == sum(sizes)
+    want = _concat(batches)
+    assert want["index"].max() > 2**32
+    _assert_matches(store.read_accepted(run), want)
+    _assert_matches(_read_direct(run), want)
+    meta = json.loads((run / "accepted" / "matrix" / ".zarray").read_text())
+    assert meta["zarr_format"] == 2 and meta["chunks"] == [CHUNK, N_ROWS, N_COLS]
+
+
+def test_writer_append_after_flush_continues(tmp_path):
+    rng = np.random.default_rng(1)
+    run = store.create_run_dir(tmp_path / "run")
+    w = store.AcceptedWriter(run, N_ROWS, N_COLS, chunk_rows=CHUNK)
+    batches, start = _append_all(w, rng, [3, CHUNK + 2])  # 13 rows: one chunk + 5
+    w.flush()
+    assert w.rows_written == 13
+    _assert_matches(_read_direct(run), _concat(batches))
+    w.flush()  # nothing new: no-op
+    more, start = _append_all(w, rng, [2, 4], start)  # completes chunk 2, partial chunk 3
+    w.flush()
+    more2, _ = _append_all(w, rng, [CHUNK * 2 + 3], start)
+    w.close()
+    want = _concat(batches + more + more2)
+    assert w.rows_written == len(want["index"])
+    _assert_matches(store.read_accepted(run), want)
+    _assert_matches(_read_direct(run), want)
+
+
+def test_writer_empty_run_reads_empty(tmp_path):
+    run = store.create_run_dir(tmp_path / "run")
+    with store.AcceptedWriter(run, N_ROWS, N_COLS, chunk_rows=CHUNK) as w:
+        w.append(np.zeros(0, np.uint64), np.zeros(0), np.zeros(0), np.zeros((0, N_ROWS, N_COLS)))
+    got = store.read_accepted(run)
+    assert got["index"].dtype == np.uint64 and got["index"].shape == (0,)
+    assert got["matrix"].shape == (0, N_ROWS, N_COLS)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(train_loss=np.zeros(3)),  # length differs
+        dict(gen_loss=np.zeros(5)),
+        dict(matrix=np.zeros((4, N_COLS, N_ROWS))),  # wrong matrix shape
+        dict(matrix=np.zeros((3, N_ROWS, N_COLS))),  # wrong matrix length
+        dict(index=np.array([1.0, 2.0, 3.0, 4.0])),  # non-integer index
+        dict(index=np.array([-1, 2, 3, 4])),
+        dict(index=np.array([1, 3, 2, 4])),  # not increasing
+    ],
+)
+def test_writer_rejects_bad_batch(tmp_path, bad):
+    run = store.create_run_dir(tmp_path / "run")
+    w = store.AcceptedWriter(run, N_ROWS, N_COLS, chunk_rows=CHUNK)
+    good = dict(
+        index=np.arange(4, dtype=np.uint64),
+        train_loss=np.zeros(4),
+        gen_loss=np.zeros(4),
+        matrix=np.zeros((4, N_ROWS, N_COLS)),
+    )
+    with pytest.raises(ValueError):
+        w.append(**{**good, **bad})
+    w.append(**good)  # a rejected batch leaves the writer usable
+    with pytest.raises(ValueError, match="increasing"):
+        w.append(**good)  # indices must keep increasing across batches
+    w.close()
+    np.testing.assert_array_equal(store.read_accepted(run)["index"], good["index"])
+
+
+def test_writer_refuses_existing_arrays(tmp_path):
+    run = store.create_run_dir(tmp_path / "run")
+    store.AcceptedWriter(run, N_ROWS, N_COLS).close()
+    with pytest.raises(store.RunDirError, match="already exist"):
+        store.AcceptedWriter(run, N_ROWS, N_COLS)
+
+
+def test_read_accepted_missing(tmp_path):
+    run = store.create_run_dir(tmp_path / "run")
+    with pytest.raises(store.RunDirError, match="no accepted draws"):
+        store.read_accepted(run)
+
