@@ -1,0 +1,28 @@
+"""gcsampler: Guess & Check sampling of deep matrix factorizations on accelerators.
+
+The public API, one flat namespace:
+
+- problems: ``matrix_sensing``, ``matrix_completion``, ``from_arrays``, ``Problem``
+- models: ``factorization``, ``Factorization``
+- priors: ``gaussian``, ``uniform``, ``custom``, ``scaled``, ``Prior``
+- sampling: ``guess_and_check`` (the engine), ``summarize``, ``regenerate``
+- baseline: ``gd_train``, ``make_optimizer``, ``group_rmsprop``
+"""
+
+__version__ = "0.1.0"
+
+from gcsampler.draws import regenerate
+from gcsampler.engine import guess_and_check
+from gcsampler.gd import group_rmsprop, make_optimizer, scale_by_group_rms
+from gcsampler.gd import train as gd_train
+from gcsampler.models import Factorization, factorization
+from gcsampler.priors import Prior, custom, gaussian, scaled, uniform
+from gcsampler.problems import Problem, from_arrays, matrix_completion, matrix_sensing
+from gcsampler.stats import summarize
+
+__all__ = [
+    "Factorization", "Prior", "Problem", "custom", "factorization", "from_arrays",
+    "gaussian", "gd_train", "group_rmsprop", "guess_and_check", "make_optimizer",
+    "matrix_completion", "matrix_sensing", "regenerate", "scale_by_group_rms", "scaled",
+    "summarize", "uniform",
+]

@@ -1,0 +1,273 @@
+"""The ``gcsampler`` command: run, report, regenerate.
+
+Flags are absl flags (so ``--flagfile`` works), parsed per subcommand through
+``absl.flags.argparse_flags``. Every bad input ends in one line on stderr and
+exit code 2; nothing on disk is touched before the input has been checked.
+"""
+
+import argparse
+import dataclasses
+import math
+import pathlib
+import sys
+
+import numpy as np
+from absl import flags
+from absl.flags import argparse_flags
+
+from gcsampler import config, gd, models, priors, problems, progress, store
+
+DEFAULTS = config.RunConfig()
+
+# (name, definer, default, help): one row per `gcsampler run` flag.
+RUN_FLAGS = (
+    ("task", "enum", DEFAULTS.task, "Measurement task.", problems.TASKS),
+    ("rows", "integer", DEFAULTS.rows, "Rows of the matrix to recover."),
+    ("cols", "integer", DEFAULTS.cols, "Columns of the matrix to recover."),
+    ("rank", "integer", DEFAULTS.rank, "Rank of the ground-truth matrix."),
+    ("gt_norm", "float", DEFAULTS.gt_norm, "Frobenius norm of the ground truth."),
+    ("measurements", "integer", DEFAULTS.measurements,
+     "Number of train measurements m (< rows*cols); the rest of the space is the test set."),
+    ("problem_seed", "integer", DEFAULTS.problem_seed,
+     "Seed of the ground truth and the measurements (a fresh problem per seed)."),
+    ("depth", "integer", DEFAULTS.depth, "Number of layers of the factorization."),
+    ("width", "integer", DEFAULTS.width, "Inner width k of the factorization."),
+    ("activation", "enum", DEFAULTS.activation, "Activation between layers.", models.ACTIVATIONS),
+    ("leaky_slope", "float", DEFAULTS.leaky_slope, "Negative slope of leaky_relu."),
+    ("prior", "enum", DEFAULTS.prior,
+     "G&C prior: gaussian N(0, 1/c) or uniform U(-1,1)/sqrt(c), c = a layer's output columns.",
+     priors.PRIORS),
+    ("normalize", "boolean", DEFAULTS.normalize,
+     "Divide each drawn end-to-end matrix by its Frobenius norm (+1e-6), as in the depth sweeps."),
+    ("eps", "float", DEFAULTS.eps, "Accept a draw when its train loss is strictly below eps."),
+    ("samples", "string", str(DEFAULTS.samples),
+     "Number of G&C draws; scientific notation is accepted (1e8)."),
+    ("seed", "integer", DEFAULTS.seed, "Run seed: draw i is a pure function of (seed, i)."),
+    ("batch", "string", "auto",
+     "Draws per device step ('auto': sized from device memory); rounded up to whole blocks."),
+    ("devices", "string", DEFAULTS.devices, "Local devices to shard draws over: 'all' or a count."),
+    ("log2_block", "integer", DEFAULTS.log2_block,
+     "Log2 of the block size, the unit of bitwise-reproducible statistics."),
+    ("gd", "boolean", DEFAULTS.gd, "Also run the gradient-descent baseline (--nogd to skip)."),
+    ("gd_optimizer", "enum", DEFAULTS.gd_optimizer, "GD optimizer.", gd.OPTIMIZERS),
+    ("gd_lr", "float", DEFAULTS.gd_lr, "GD learning rate."),
+    ("gd_momentum", "float", DEFAULTS.gd_momentum,
+     "GD momentum in [0, 1) for grouprmsprop and sgd (applied, unlike the paper's code)."),
+    ("gd_steps", "integer", DEFAULTS.gd_steps, "GD steps per run."),
+    ("gd_init_scale", "float", DEFAULTS.gd_init_scale,
+     "GD initialization: PyTorch's default linear-layer init times this factor."),
+    ("gd_runs", "integer", DEFAULTS.gd_runs, "Independent GD runs (seeds), vmapped together."),
+    ("gd_log_every", "integer", DEFAULTS.gd_log_every, "Steps between logged GD losses."),
+    ("out", "string", None, "Run directory to create (default: runs/<time>-<setting>)."),
+)
+
+
+class ArgumentParser(argparse_flags.ArgumentParser):
+    """argparse_flags parser whose errors are one line and exit with code 2."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit code 2."""
+
+
+def _flag_values(rows):
+    values = flags.FlagValues()
+    for name, kind, default, help_text, *choices in rows:
+        define = getattr(flags, f"DEFINE_{kind}")
+        if default is not None:
+            help_text = f"{help_text} (default: {default})"
+        if kind == "enum":
+            define(name, default, choices[0], help_text, flag_values=values)
+        else:
+            define(name, default, help_text, flag_values=values)
+        # argparse_flags shows help only for key flags of the main module.
+        values.register_key_flag_for_module(sys.argv[0], values[name])
+    return values
+
+
+REPORT_FLAGS = (("eps", "float", None,
+                 "Also report G&C at this threshold: exact from the accepted rows at or below "
+                 "the run's eps, from the train-loss bins above it."),)
+REGENERATE_FLAGS = (
+    ("index", "string", None, "Global index of the draw to regenerate."),
+    ("out", "string", None, "Output .npz (default: RUN/regenerated/draw_<index>.npz)."),
+)
+
+
+def build_parser():
+    parser = ArgumentParser(prog="gcsampler", inherited_absl_flags=None, allow_abbrev=False,
+                            description="Guess & Check sampling of deep matrix factorizations.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    commands.required = True
+    run_values = _flag_values(RUN_FLAGS)
+    run = commands.add_parser(
+        "run", help="run G&C and the GD baseline, write a run directory",
+        inherited_absl_flags=run_values, allow_abbrev=False,
+        description="Draw weight settings from the prior, keep those that fit the training "
+                    "measurements (train loss < eps), and compare with gradient descent.")
+    run.set_defaults(handler=run_command, flag_values=run_values)
+    report_values = _flag_values(REPORT_FLAGS)
+    report = commands.add_parser("report", help="print a run's results, optionally re-thresholded",
+                                 inherited_absl_flags=report_values, allow_abbrev=False)
+    report.add_argument("run_dir", metavar="RUN")
+    report.set_defaults(handler=report_command, flag_values=report_values)
+    regen_values = _flag_values(REGENERATE_FLAGS)
+    regen = commands.add_parser("regenerate", help="write the full weights of one draw to .npz",
+                                inherited_absl_flags=regen_values, allow_abbrev=False)
+    regen.add_argument("run_dir", metavar="RUN")
+    regen.set_defaults(handler=regenerate_command, flag_values=regen_values)
+    return parser
+
+
+def main(argv=None):
+    """Entry point; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    command = f"gcsampler {argv[0]}" if argv and not argv[0].startswith("-") else "gcsampler"
+    try:
+        args = build_parser().parse_args(argv)
+        return args.handler(args, args.flag_values)
+    except UsageError as err:
+        message = str(err)
+        if message.startswith("gcsampler: "):  # errors found by the top-level parser
+            message = f"{command}: {message[len('gcsampler: '):]}"
+        _fail(message, 2)
+    except (store.RunDirError, flags.Error) as err:
+        _fail(f"{command}: {err}", 2)
+    except KeyboardInterrupt:
+        _fail(f"{command}: interrupted", 130)
+
+
+def _fail(message, code):
+    sys.stderr.write(message.splitlines()[0] if message else "error")
+    sys.stderr.write("\n")
+    sys.exit(code)
+
+
+def parse_count(name, text, allow_auto=False):
+    """An integer flag value that may be written 1e8; 'auto' -> None where allowed."""
+    if allow_auto and text == "auto":
+        return None
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value == int(value) and value >= 1):
+        allowed = "a positive integer (1e8 is fine)" + (" or 'auto'" if allow_auto else "")
+        raise UsageError(f"gcsampler run: --{name} must be {allowed}, got {text!r}")
+    return int(value)
+
+
+def run_config(values):
+    """The RunConfig described by parsed `run` flags (validated)."""
+    settings = {f.name: values[f.name].value for f in dataclasses.fields(config.RunConfig)}
+    settings["samples"] = parse_count("samples", values.samples)
+    settings["batch"] = parse_count("batch", values.batch, allow_auto=True)
+    try:
+        cfg = config.RunConfig(**settings).validate()
+    except ValueError as err:
+        raise UsageError(f"gcsampler run: {err}") from None
+    _check_devices(cfg.devices)
+    return cfg
+
+
+def _check_devices(requested):
+    import jax  # imported late: JAX_NUM_CPU_DEVICES must be read first
+
+    available = jax.local_devices()
+    if requested != "all" and int(requested) > len(available):
+        raise UsageError(f"gcsampler run: --devices must be 'all' or an integer in [1, {len(available)}] "
+                         f"(this machine has {len(available)} {available[0].platform} "
+                         f"device(s)), got {requested}")
+
+
+def run_command(args, values):
+    from gcsampler import runner
+
+    cfg = run_config(values)
+    out = pathlib.Path(values.out) if values.out else pathlib.Path("runs") / store.default_run_name(
+        cfg.tag())
+    summary = runner.execute(cfg, out)
+    print(result_table(summary))
+    print(f"\nNext: `gcsampler report {out} --eps E` re-thresholds; scale up with --samples 1e8 "
+          f"(install with the [cuda] extra to use a GPU).")
+    return 0
+
+
+def report_command(args, values):
+    from gcsampler import runner
+
+    cfg, summary = runner.load_run(args.run_dir)
+    if summary is None:
+        raise store.RunDirError(f"{args.run_dir} has no summary.json: the run did not finish")
+    print(result_table(summary))
+    if values.eps is not None:
+        if not (math.isfinite(values.eps) and values.eps > 0):
+            raise UsageError(f"gcsampler report: --eps must be a positive finite number, "
+                             f"got {values.eps}")
+        result = runner.rethreshold(args.run_dir, values.eps)
+        print()
+        if result is None:
+            print(f"re-threshold at eps={values.eps:g}: below the lowest stored bin edge")
+        else:
+            print(rethreshold_table(values.eps, result))
+    return 0
+
+
+def regenerate_command(args, values):
+    from gcsampler import runner
+
+    if values.index is None:
+        raise UsageError("gcsampler regenerate: --index is required")
+    try:
+        index = int(values.index)
+    except ValueError:
+        raise UsageError(f"gcsampler regenerate: --index must be a non-negative integer, "
+                         f"got {values.index!r}") from None
+    run_dir = pathlib.Path(args.run_dir)
+    out = pathlib.Path(values.out) if values.out else run_dir / "regenerated" / f"draw_{index}.npz"
+    if out.exists():
+        raise UsageError(f"gcsampler regenerate: {out} already exists; choose another --out")
+    try:
+        layers, matrix = runner.regenerate(run_dir, index)
+    except ValueError as err:
+        raise UsageError(f"gcsampler regenerate: {err}") from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    store.save_arrays(out, index=np.uint64(index), matrix=matrix,
+                      **{f"W_{i + 1}": w for i, w in enumerate(layers)})
+    print(f"draw {index}: {len(layers)} layers and the end-to-end matrix written to {out}")
+    return 0
+
+
+def _fmt(x, spec=".4g"):
+    return "missing" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def result_table(s):
+    """The short end-of-run table."""
+    lo, hi = s["acceptance_ci95"]
+    rows = [
+        ("acceptance", f"{s['accepted']:,} / {s['draws']:,} = {_fmt(s['acceptance_rate'], '.3g')} "
+                       f"(95% CI {_fmt(lo, '.3g')} .. {_fmt(hi, '.3g')})"),
+        ("G&C gen loss", f"{_fmt(s['gnc_gen_loss_mean'])} ± {_fmt(s['gnc_gen_loss_stderr'], '.2g')}"
+         if s["accepted"] else f"missing: {s.get('gnc_message', 'no draw was accepted')}"),
+        ("prior gen loss", f"{_fmt(s['prior_gen_loss_mean'])} ± "
+                           f"{_fmt(s['prior_gen_loss_stderr'], '.2g')}"),
+        ("GD gen loss", f"{_fmt(s.get('gd_gen_loss'))}"
+                        + (f" (mean of {len(s['gd_gen_loss_runs'])} runs)"
+                           if s.get("gd_gen_loss_runs") else " (GD not run)")),
+        ("non-finite draws", f"{s['nonfinite']:,}"),
+        ("throughput", f"{progress.format_count(s.get('samples_per_second') or 0)} samples/s "
+                       f"({s.get('seconds', 0):.1f} s)"),
+        ("run directory", s.get("run_dir", "")),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def rethreshold_table(eps, r):
+    return (f"re-threshold at eps={eps:g} (effective {r['effective_eps']:.4g}, from "
+            f"{r['source']}): accepted {r['accepted']:,}, G&C gen loss "
+            f"{_fmt(r['gnc_gen_loss_mean'])} ± {_fmt(r['gnc_gen_loss_stderr'], '.2g')}")
