@@ -1,0 +1,178 @@
+"""The command line end to end: a real run in a subprocess, read back from disk,
+report and regenerate, and one-line errors for bad input."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorstore as ts
+
+from gcsampler import cli, problems, store
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SMALL_RUN = ["--width", "5", "--depth", "2", "--eps", "0.1", "--samples", "2e4",
+             "--log2_block", "10", "--gd_steps", "400", "--gd_log_every", "100", "--gd_runs", "2",
+             "--gd_lr", "1e-2", "--gd_init_scale", "1e-2"]
+
+
+def gcsampler(*args, cwd):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "gcsampler", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("cli")
+    proc = gcsampler("run", *SMALL_RUN, "--out", "run1", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return cwd, cwd / "run1", proc
+
+
+def test_run_prints_progress_and_table(finished_run):
+    _, run_dir, proc = finished_run
+    assert "G&C" in proc.stderr and "samples/s" in proc.stderr and "ETA" in proc.stderr
+    for label in ("acceptance", "G&C gen loss", "prior gen loss", "GD gen loss", "throughput",
+                  "run directory"):
+        assert label in proc.stdout
+    assert str(run_dir.name) in proc.stdout
+
+
+def test_run_directory_contents(finished_run):
+    _, run_dir, _ = finished_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in ("draws", "accepted", "acceptance_rate", "acceptance_ci95", "gnc_gen_loss_mean",
+                "gnc_gen_loss_stderr", "prior_gen_loss_mean", "gd_gen_loss", "nonfinite",
+                "samples_per_second"):
+        assert key in summary
+    assert summary["draws"] == 20000
+    assert 0 < summary["accepted"] < 20000
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["settings"]["width"] == 5 and config["settings"]["samples"] == 20000
+    assert config["jax_version"] and config["backend"] == "cpu" and config["gcsampler_version"]
+
+    # The accepted rows, read with tensorstore directly, are consistent with the problem.
+    def read(name):
+        spec = {"driver": "zarr", "kvstore": {"driver": "file", "path": str(run_dir / "accepted" / name)}}
+        return ts.open(spec).result().read().result()
+
+    index, train, gen, matrix = (read(n) for n in ("index", "train_loss", "gen_loss", "matrix"))
+    assert index.dtype == np.uint64 and len(index) == summary["accepted"]
+    assert np.all(np.diff(index.astype(np.int64)) > 0) and np.all(train < 0.1)
+    problem = problems.matrix_sensing(0)
+    ref_train, ref_gen = problems.losses(problem, matrix)
+    np.testing.assert_allclose(train, ref_train, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(gen, ref_gen, rtol=1e-4, atol=1e-6)
+    assert np.isclose(summary["gnc_gen_loss_mean"], gen.astype(np.float64).mean(), rtol=1e-9)
+
+    statistics = store.load_arrays(run_dir / "statistics.npz")
+    assert statistics["bin_count"].sum() == summary["draws"] - summary["nonfinite"]
+    assert statistics["hist_log10_train_gen"].sum() == summary["draws"] - summary["nonfinite"]
+    curves = store.load_arrays(run_dir / "gd.npz")
+    assert curves["train_loss"].shape == (2, 5)
+    assert np.isclose(summary["gd_gen_loss"], curves["final_gen_loss"].mean())
+
+
+def test_report_and_rethreshold(finished_run):
+    cwd, run_dir, _ = finished_run
+    proc = gcsampler("report", str(run_dir), "--eps", "0.05", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    assert "acceptance" in proc.stdout and "from accepted rows" in proc.stdout
+    rows = store.read_accepted(run_dir)
+    expected = int(np.sum(rows["train_loss"] < np.float32(0.05)))
+    assert f"accepted {expected:,}" in proc.stdout
+
+
+def test_regenerate_matches_stored_row(finished_run):
+    cwd, run_dir, _ = finished_run
+    rows = store.read_accepted(run_dir)
+    index = int(rows["index"][0])
+    proc = gcsampler("regenerate", str(run_dir), "--index", str(index), "--out", "w.npz", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    weights = np.load(cwd / "w.npz")
+    product = weights["W_1"].astype(np.float64) @ weights["W_2"].astype(np.float64)
+    np.testing.assert_allclose(product, rows["matrix"][0], rtol=1e-5, atol=1e-6)
+    # A second call must not overwrite the file.
+    again = gcsampler("regenerate", str(run_dir), "--index", str(index), "--out", "w.npz", cwd=cwd)
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_existing_run_directory_is_not_overwritten(finished_run):
+    cwd, run_dir, _ = finished_run
+    before = (run_dir / "summary.json").read_bytes()
+    proc = gcsampler("run", *SMALL_RUN, "--out", str(run_dir), cwd=cwd)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "already exists" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert (run_dir / "summary.json").read_bytes() == before
+
+
+BAD_INVOCATIONS = [
+    (["run", "--width", "0"], "--width"),
+    (["run", "--width", "abc"], "--width"),
+    (["run", "--depth", "-1"], "--depth"),
+    (["run", "--rows", "0"], "--rows"),
+    (["run", "--eps", "0"], "--eps"),
+    (["run", "--eps", "nan"], "--eps"),
+    (["run", "--samples", "0"], "--samples"),
+    (["run", "--samples", "lots"], "--samples"),
+    (["run", "--samples", "1.5"], "--samples"),
+    (["run", "--batch", "-3"], "--batch"),
+    (["run", "--measurements", "25"], "--measurements"),
+    (["run", "--rank", "6"], "--rank"),
+    (["run", "--activation", "swish"], "--activation"),
+    (["run", "--prior", "cauchy"], "--prior"),
+    (["run", "--task", "regression"], "--task"),
+    (["run", "--devices", "0"], "--devices"),
+    (["run", "--devices", "99"], "--devices"),
+    (["run", "--devices", "some"], "--devices"),
+    (["run", "--seed", "-1"], "--seed"),
+    (["run", "--gd_steps", "150", "--gd_log_every", "100"], "--gd_steps"),
+    (["run", "--gd_momentum", "1.5"], "--gd_momentum"),
+    (["run", "--gd_optimizer", "lbfgs"], "--gd_optimizer"),
+    (["run", "--no_such_flag"], "no_such_flag"),
+    (["report"], "RUN"),
+    (["report", "does/not/exist"], "not a gcsampler run directory"),
+    (["regenerate", "does/not/exist"], "--index"),
+    ([], "COMMAND"),
+]
+
+
+@pytest.mark.parametrize("argv, named", BAD_INVOCATIONS)
+def test_bad_input_gives_one_line_and_exit_2(argv, named, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and named in err, err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_bad_flag_in_a_subprocess_has_no_traceback(tmp_path):
+    proc = gcsampler("run", "--width", "-5", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr == "gcsampler run: --width must be a positive integer, got -5\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_explains_every_flag(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for name, *_ in cli.RUN_FLAGS:
+        assert f"--{name}" in out
+    assert "(default: 1000000)" in out
+
+
+def test_flagfile(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.flags").write_text("--width=0\n")
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--flagfile=bad.flags"])
+    assert "--width must be a positive integer, got 0" in capsys.readouterr().err
