@@ -88,9 +88,11 @@ def _flag_values(rows):
     return values
 
 
-REPORT_FLAGS = (("eps", "float", None,
-                 "Also report G&C at this threshold: exact from the accepted rows at or below "
-                 "the run's eps, from the train-loss bins above it."),)
+REPORT_FLAGS = (
+    ("eps", "float", None, "Also report G&C at this threshold: exact from the accepted rows "
+                           "at or below the run's eps, from the train-loss bins above it."),
+    ("plot", "boolean", False, "(Re)write the run's figures (losses.png, gd_curves.png)."),
+)
 REGENERATE_FLAGS = (
     ("index", "string", None, "Global index of the draw to regenerate."),
     ("out", "string", None, "Output .npz (default: RUN/regenerated/draw_<index>.npz)."),
@@ -191,6 +193,7 @@ def run_command(args, values):
         cfg.tag())
     summary = runner.execute(cfg, out)
     print(result_table(summary))
+    _write_plots(out)
     print(f"\nNext: `gcsampler report {out} --eps E` re-thresholds; scale up with --samples 1e8 "
           f"(install with the [cuda] extra to use a GPU).")
     return 0
@@ -213,7 +216,19 @@ def report_command(args, values):
             print(f"re-threshold at eps={values.eps:g}: below the lowest stored bin edge")
         else:
             print(rethreshold_table(values.eps, result))
+    if values.plot:
+        _write_plots(args.run_dir)
     return 0
+
+
+def _write_plots(run_dir):
+    from gcsampler import plots
+
+    if not plots.available():
+        print(plots.INSTALL_HINT)
+        return
+    for path in plots.plot_run(run_dir):
+        print(f"figure: {path}")
 
 
 def regenerate_command(args, values):

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from gcsampler import draws, problems
 
-HIST_BINS = 48
+HIST_BINS = 96
 HIST_LOG10_RANGE = (-8.0, 4.0)
 
 

@@ -77,6 +77,14 @@ def test_run_directory_contents(finished_run):
     assert np.isclose(summary["gd_gen_loss"], curves["final_gen_loss"].mean())
 
 
+def test_run_writes_figures(finished_run):
+    _, run_dir, proc = finished_run
+    for name in ("losses.png", "gd_curves.png"):
+        data = (run_dir / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 10_000
+        assert f"figure: {run_dir.name}/{name}" in proc.stdout
+
+
 def test_report_and_rethreshold(finished_run):
     cwd, run_dir, _ = finished_run
     proc = gcsampler("report", str(run_dir), "--eps", "0.05", cwd=cwd)

@@ -1,0 +1,243 @@
+"""Tests of gcsampler.stats: intervals, moments, order-fixed sums, bins and summaries."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from gcsampler import kernel, stats
+
+
+# ------------------------------------------------------------------ wilson
+
+
+@pytest.mark.parametrize("k, n", [(0, 10), (3, 10), (10, 10), (50, 1000), (1, 10**6),
+                                  (0, 10**7), (499, 1000)])
+def test_wilson_matches_scipy(k, n):
+    ci = sps.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    lo, hi = stats.wilson_interval(k, n)
+    # same closed form; only float64 rounding differs
+    np.testing.assert_allclose([lo, hi], [ci.low, ci.high], rtol=1e-10, atol=1e-15)
+    # contains the point estimate (up to one float64 ulp: at k = n the closed form gives
+    # 1 - 1.1e-16 for the upper end)
+    assert 0.0 <= lo <= k / n + 1e-15 and k / n - 1e-15 <= hi <= 1.0
+
+
+def test_wilson_known_values():
+    # 0 of 10 at 95%: upper = z^2 / (n + z^2) (from the closed form at p = 0)
+    z = stats.Z95
+    assert stats.wilson_interval(0, 10) == (0.0, pytest.approx(z * z / (10 + z * z), rel=1e-12))
+    # a textbook value: 81 of 263 -> (0.2553, 0.3662) (Newcombe 1998, Table I row 1
+    # reports 0.2553-0.3662 for 81/263)
+    lo, hi = stats.wilson_interval(81, 263)
+    assert (round(lo, 4), round(hi, 4)) == (0.2553, 0.3662)
+
+
+def test_wilson_other_z():
+    lo, hi = stats.wilson_interval(5, 40, z=sps.norm.ppf(0.995))
+    ci = sps.binomtest(5, 40).proportion_ci(confidence_level=0.99, method="wilson")
+    np.testing.assert_allclose([lo, hi], [ci.low, ci.high], rtol=1e-10)
+
+
+def test_wilson_zero_trials():
+    lo, hi = stats.wilson_interval(0, 0)
+    assert math.isnan(lo) and math.isnan(hi)
+
+
+# ----------------------------------------------------------------- moments
+
+
+def test_moments_match_numpy():
+    x = np.random.default_rng(0).normal(1.0, 2.0, size=1000)
+    mean, std, stderr = stats.moments(x.size, x.sum(), np.sum(x**2))
+    np.testing.assert_allclose(mean, x.mean(), rtol=1e-12)
+    np.testing.assert_allclose(std, x.std(ddof=1), rtol=1e-10)
+    np.testing.assert_allclose(stderr, x.std(ddof=1) / np.sqrt(x.size), rtol=1e-10)
+
+
+def test_moments_small_counts():
+    assert all(math.isnan(v) for v in stats.moments(0, 0.0, 0.0))
+    mean, std, stderr = stats.moments(1, 2.5, 6.25)
+    assert mean == 2.5 and math.isnan(std) and math.isnan(stderr)
+    mean, std, stderr = stats.moments(2, 3.0, 5.0)   # values 1 and 2
+    assert mean == 1.5 and std == pytest.approx(np.std([1.0, 2.0], ddof=1), rel=1e-14)
+
+
+def test_moments_constant_values_never_negative_variance():
+    # (total_sq - total * mean) may round below zero; the variance is clamped at 0
+    x = np.full(7, 0.1)
+    mean, std, stderr = stats.moments(7, float(np.sum(x)), float(np.sum(x**2)))
+    assert std >= 0.0 and stderr >= 0.0 and std < 1e-7
+
+
+# ---------------------------------------------------------- sequential sums
+
+
+def _wild(rng, shape):
+    """float32 values over 60 binary orders of magnitude: float64 sums depend on order."""
+    return (rng.standard_normal(shape) * 2.0 ** rng.integers(-30, 30, size=shape)).astype(np.float32)
+
+
+def test_sequential_sum_is_left_to_right_float64():
+    rng = np.random.default_rng(1)
+    values = _wild(rng, 500)
+    want = np.float64(0.25)
+    for v in values:
+        want = want + np.float64(v)
+    got = stats.sequential_sum(0.25, values)
+    assert got == want
+    # the order matters for these values, so the test can tell another order apart
+    assert stats.sequential_sum(0.25, values[::-1]) != want
+    assert stats.sequential_sum(1.0, np.zeros(0)) == 1.0
+
+
+def test_sequential_sum_along_axis_zero():
+    rng = np.random.default_rng(2)
+    values = _wild(rng, (50, 4))
+    got = stats.sequential_sum(np.zeros(4), values)
+    for j in range(4):
+        want = 0.0
+        for v in values[:, j]:
+            want = want + float(v)
+        assert got[j] == want
+
+
+def _totals(n_bins_edges=5):
+    return stats.Totals(edges=np.linspace(0.1, 1.0, n_bins_edges).astype(np.float32))
+
+
+@pytest.mark.parametrize("splits", [[12], [1] * 12, [3, 5, 4], [7, 0, 5]])
+def test_add_block_sums_independent_of_split(splits):
+    rng = np.random.default_rng(3)
+    n_blocks, n_bins = 12, 6
+    gen_sum, gen_sumsq = _wild(rng, n_blocks), np.abs(_wild(rng, n_blocks))
+    bin_sum, bin_sumsq = _wild(rng, (n_blocks, n_bins)), np.abs(_wild(rng, (n_blocks, n_bins)))
+    whole = _totals()
+    stats.add_block_sums(whole, gen_sum, gen_sumsq, bin_sum, bin_sumsq)
+    split = _totals()
+    start = 0
+    for size in splits:
+        sl = slice(start, start + size)
+        stats.add_block_sums(split, gen_sum[sl], gen_sumsq[sl], bin_sum[sl], bin_sumsq[sl])
+        start += size
+    assert split.gen_sum == whole.gen_sum and split.gen_sumsq == whole.gen_sumsq
+    assert np.array_equal(split.bin_gen_sum, whole.bin_gen_sum)
+    assert np.array_equal(split.bin_gen_sumsq, whole.bin_gen_sumsq)
+    # and the value is the left-to-right sum in block order
+    want = 0.0
+    for v in gen_sum:
+        want = want + float(v)
+    assert whole.gen_sum == want
+
+
+def test_add_block_sums_accepts_step_device_block_axes():
+    # the engine passes (steps, devices, blocks) and (steps, devices, blocks, bins) arrays
+    rng = np.random.default_rng(4)
+    gen = _wild(rng, (2, 3, 4))
+    bins = _wild(rng, (2, 3, 4, 6))
+    a, b = _totals(), _totals()
+    stats.add_block_sums(a, gen, gen, bins, bins)
+    stats.add_block_sums(b, gen.reshape(-1), gen.reshape(-1), bins.reshape(-1, 6), bins.reshape(-1, 6))
+    assert a.gen_sum == b.gen_sum and np.array_equal(a.bin_gen_sum, b.bin_gen_sum)
+
+
+def test_add_counts_and_accepted():
+    t = _totals()
+    stats.add_counts(t, np.array([[3, 4]]), np.array([[1, 0]]), np.ones((1, 2, 6), np.int32),
+                     np.ones((1, 2, kernel.HIST_BINS**2), np.int32))
+    assert (t.drawn, t.nonfinite) == (7, 1)
+    assert np.array_equal(t.bin_count, np.full(6, 2)) and t.hist.sum() == 2 * kernel.HIST_BINS**2
+    stats.add_accepted(t, np.array([1.0, 2.0], np.float32))
+    stats.add_accepted(t, np.array([4.0], np.float32))
+    assert (t.accepted, t.accepted_gen_sum, t.accepted_gen_sumsq) == (3, 7.0, 21.0)
+
+
+# ------------------------------------------------------------------- edges
+
+
+@pytest.mark.parametrize("eps", [1e-9, 1e-3, 0.1, 0.37, 1.0, 1e5])
+def test_train_loss_edges(eps):
+    edges = stats.train_loss_edges(eps)
+    assert edges.dtype == np.float32
+    assert np.float32(eps) in edges
+    assert np.all(np.diff(edges) >= 0)
+    assert len(edges) == len(stats.train_loss_edges(0.5))  # a new eps does not recompile
+    # the log grid: 5 per decade from 1e-7 to 1e3
+    grid = np.delete(edges, np.nonzero(edges == np.float32(eps))[0][0])
+    np.testing.assert_allclose(grid, 10.0 ** (np.arange(-35, 16) / 5), rtol=1e-7)
+
+
+# ------------------------------------------------------------- rethreshold
+
+
+EDGES = np.array([0.1, 1.0, 10.0], np.float32)
+COUNT = np.array([2, 3, 4, 5])           # bins: <0.1, [0.1, 1), [1, 10), >=10
+GEN = [np.array([1.0, 2.0]), np.array([3.0, 4.0, 5.0]), np.array([6.0, 7.0, 8.0, 9.0]),
+       np.array([10.0, 11.0, 12.0, 13.0, 14.0])]
+SUM = np.array([g.sum() for g in GEN])
+SUMSQ = np.array([np.sum(g**2) for g in GEN])
+
+
+@pytest.mark.parametrize("eps, effective, n_bins", [
+    (0.05, None, 0), (0.1, 0.1, 1), (0.5, 0.1, 1), (1.0, 1.0, 2), (9.99, 1.0, 2),
+    (10.0, 10.0, 3), (1e9, 10.0, 3)])
+def test_rethreshold_hand_made(eps, effective, n_bins):
+    out = stats.rethreshold(EDGES, COUNT, SUM, SUMSQ, eps)
+    if effective is None:
+        assert out is None
+        return
+    values = np.concatenate(GEN[:n_bins])
+    assert out["effective_eps"] == pytest.approx(effective, rel=1e-7)
+    assert out["effective_eps"] == float(EDGES[n_bins - 1])
+    assert out["accepted"] == values.size
+    assert out["gnc_gen_loss_mean"] == pytest.approx(values.mean(), rel=1e-12)
+    if values.size > 1:
+        assert out["gnc_gen_loss_std"] == pytest.approx(values.std(ddof=1), rel=1e-12)
+        assert out["gnc_gen_loss_stderr"] == pytest.approx(values.std(ddof=1) / np.sqrt(values.size),
+                                                           rel=1e-12)
+
+
+def test_rethreshold_at_run_eps_uses_eps_edge():
+    edges = stats.train_loss_edges(0.37)
+    n = len(edges) + 1
+    out = stats.rethreshold(edges, np.ones(n, int), np.ones(n), np.ones(n), 0.37)
+    assert out["effective_eps"] == float(np.float32(0.37))
+    assert out["accepted"] == int(np.searchsorted(edges, np.float32(0.37), side="right"))
+
+
+# --------------------------------------------------------------- summarize
+
+
+def test_summarize_zero_accepted():
+    t = _totals()
+    t.drawn, t.gen_sum, t.gen_sumsq = 4, 10.0, 30.0
+    s = stats.summarize(t)
+    assert s["draws"] == 4 and s["accepted"] == 0 and s["acceptance_rate"] == 0.0
+    assert math.isnan(s["gnc_gen_loss_mean"]) and math.isnan(s["gnc_gen_loss_std"])
+    assert s["gnc_message"] == stats.NO_ACCEPTED_MESSAGE
+    assert s["acceptance_ci95"][0] == 0.0 and s["acceptance_ci95"][1] > 0
+    assert s["prior_gen_loss_mean"] == 2.5
+    assert "seconds" not in s
+
+
+def test_summarize_values():
+    t = _totals()
+    t.drawn, t.nonfinite = 10, 2
+    t.gen_sum, t.gen_sumsq = 8.0, 10.0      # 8 finite draws
+    stats.add_accepted(t, np.array([1.0, 3.0]))
+    s = stats.summarize(t, seconds=2.0)
+    assert "gnc_message" not in s
+    assert (s["draws"], s["accepted"], s["nonfinite"]) == (10, 2, 2)
+    assert s["acceptance_rate"] == 0.2
+    assert s["acceptance_ci95"] == list(stats.wilson_interval(2, 10))
+    assert s["gnc_gen_loss_mean"] == 2.0 and s["gnc_gen_loss_std"] == pytest.approx(np.sqrt(2))
+    assert s["prior_gen_loss_mean"] == 1.0                       # over the 8 finite draws
+    assert s["prior_gen_loss_std"] == pytest.approx(np.sqrt((10.0 - 8.0) / 7))
+    assert s["seconds"] == 2.0 and s["samples_per_second"] == 5.0
+
+
+def test_summarize_empty_run():
+    s = stats.summarize(_totals())
+    assert s["draws"] == 0 and math.isnan(s["acceptance_rate"])
+    assert math.isnan(s["prior_gen_loss_mean"]) and "gnc_message" in s
