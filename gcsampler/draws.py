@@ -7,6 +7,8 @@ the accepted set is the same for any batch size or device count, and any draw ca
 be regenerated from its index alone.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,5 +58,10 @@ def regenerate(model, prior, seed, index):
     if not 0 <= index < 2**64:
         raise ValueError(f"index must be in [0, 2**64), got {index}")
     key = index_key(seed_key(seed), np.uint32(index >> 32), np.uint32(index & 0xFFFFFFFF))
-    layers, matrix = jax.jit(lambda k: draw(model, prior, k))(key)
+    layers, matrix = _jitted_draw(model, prior)(key)
     return [np.asarray(w) for w in layers], np.asarray(matrix)
+
+
+@functools.lru_cache(maxsize=32)
+def _jitted_draw(model, prior):
+    return jax.jit(functools.partial(draw, model, prior))

@@ -164,6 +164,9 @@ def guess_and_check(problem, model, prior, *, eps, samples, seed=0, batch=None, 
       RunResult with the host totals, the wall time and the schedule used.
     """
     _check_arguments(eps, samples, seed, log2_block)
+    if (model.n_rows, model.n_cols) != (problem.n_rows, problem.n_cols):
+        raise ValueError(f"model is {model.n_rows}x{model.n_cols} but the problem's matrix is "
+                         f"{problem.n_rows}x{problem.n_cols}")
     priors.check_prior(prior, model)
     schedule = plan(problem, model, samples, batch=batch, devices=devices, log2_block=log2_block,
                     capacity=capacity)
@@ -176,7 +179,7 @@ def guess_and_check(problem, model, prior, *, eps, samples, seed=0, batch=None, 
     block = schedule.block_size
     total_blocks = -(-samples // block)
     args = (np.uint32(samples // block), np.int32(samples % block), ops, labels,
-            np.float32(eps), jnp.asarray(edges))
+            stats.float32_threshold(eps), jnp.asarray(edges))
 
     def launch(first):
         return first, call(base_key, np.uint32(first), *args)

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gcsampler import draws, problems
+from gcsampler import draws, numerics, problems
 
 HIST_BINS = 96
 HIST_LOG10_RANGE = (-8.0, 4.0)
@@ -38,18 +38,6 @@ class StepOutput(NamedTuple):
     row_train: jax.Array       # (capacity,) float32
     row_gen: jax.Array         # (capacity,) float32
     row_matrix: jax.Array      # (capacity, n_rows, n_cols) float32
-
-
-def pairwise_sum(x):
-    """Sum over axis 0 (a power of two long) by a fixed binary tree of additions.
-
-    Each level adds two halves elementwise, so the result is the same bits for
-    any batch around it; a plain reduction may change order with the shape.
-    """
-    while x.shape[0] > 1:
-        half = x.shape[0] // 2
-        x = x[:half] + x[half:]
-    return x[0]
 
 
 def evaluate_draws(model, prior, base_key, block_id, ops, labels, n_train, log2_block):
@@ -101,7 +89,7 @@ def make_step(model, prior, n_train, log2_block, blocks, capacity):
         bins = jnp.searchsorted(edges, jnp.where(counted, train, 0.0), side="right")
         onehot = (bins[..., None] == jnp.arange(edges.shape[0] + 1)) & counted[..., None]
         bin_gen = jnp.where(onehot, gen0[..., None], 0.0)
-        per_block = jax.vmap(pairwise_sum)
+        per_block = jax.vmap(numerics.pairwise_sum)
 
         hist = jnp.zeros(HIST_BINS * HIST_BINS, jnp.int32).at[
             histogram_index(train, gen).reshape(-1)].add(counted.reshape(-1).astype(jnp.int32))

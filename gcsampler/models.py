@@ -6,6 +6,7 @@ first d - 1 layers. Depth 1 is the matrix itself.
 """
 
 import functools
+import operator
 from typing import Callable, NamedTuple
 
 import jax
@@ -70,14 +71,19 @@ class Factorization(NamedTuple):
 
 def factorization(n_rows, n_cols, depth, width, activation="linear", leaky_slope=0.2):
     """Build a :class:`Factorization`; ``activation`` is a name or an elementwise function."""
-    for name, value in (("n_rows", n_rows), ("n_cols", n_cols), ("depth", depth), ("width", width)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    sizes = {"n_rows": n_rows, "n_cols": n_cols, "depth": depth, "width": width}
+    for name, value in sizes.items():
+        try:
+            sizes[name] = operator.index(value)
+        except TypeError:
+            sizes[name] = 0
+        if isinstance(value, bool) or sizes[name] < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if callable(activation):
         fn, label = activation, getattr(activation, "__name__", "custom")
     else:
         fn, label = activation_fn(activation, leaky_slope), activation
-    return Factorization(n_rows, n_cols, depth, width, fn, label)
+    return Factorization(**sizes, activation=fn, activation_name=label)
 
 
 def end_to_end(model, layers):

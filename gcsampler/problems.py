@@ -12,6 +12,8 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
+from gcsampler import numerics
+
 TASKS = ("sensing", "completion")
 
 
@@ -135,9 +137,12 @@ def stacked_operators(problem, dtype=jnp.float32):
 
 
 def losses_from_residuals(residuals, n_train):
-    """Mean squared train and gen residuals from (..., m + t) residuals."""
+    """Mean squared train and gen residuals from (..., m + t) residuals.
+
+    Summed in a fixed order, so a draw's losses are the same bits in any batch.
+    """
     sq = jnp.square(residuals)
-    return jnp.mean(sq[..., :n_train], axis=-1), jnp.mean(sq[..., n_train:], axis=-1)
+    return numerics.pairwise_mean(sq[..., :n_train]), numerics.pairwise_mean(sq[..., n_train:])
 
 
 def losses(problem, matrices):

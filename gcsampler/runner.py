@@ -131,7 +131,8 @@ def rethreshold(run_dir, eps):
     cfg, _ = load_run(run_dir)
     if eps <= cfg.eps:
         rows = store.read_accepted(run_dir)
-        gen = rows["gen_loss"][rows["train_loss"] < np.float32(eps)].astype(np.float64)
+        below = rows["train_loss"] < stats.float32_threshold(eps)
+        gen = rows["gen_loss"][below].astype(np.float64)
         mean, std, stderr = stats.moments(gen.size, float(np.sum(gen)), float(np.sum(gen**2)))
         return {"effective_eps": eps, "accepted": int(gen.size), "gnc_gen_loss_mean": mean,
                 "gnc_gen_loss_std": std, "gnc_gen_loss_stderr": stderr, "source": "accepted rows"}

@@ -19,15 +19,26 @@ NO_ACCEPTED_MESSAGE = ("no draw was accepted: the G&C gen loss is undefined; "
                        "draw more samples (--samples) or raise the threshold (--eps)")
 
 
-def train_loss_edges(eps):
-    """Train-loss bin edges: a log grid plus ``eps`` itself, sorted (float32).
+def float32_threshold(eps):
+    """The float32 ``c`` with ``t < c`` exactly when ``t < eps``, for every float32 ``t``.
 
-    Including ``eps`` makes the bins below it hold exactly the accepted draws.
-    The count of edges does not depend on ``eps``, so a new eps does not recompile.
+    That is ``eps`` rounded up to float32: rounding to nearest could round down
+    and reject a loss equal to the rounded value although it is below ``eps``.
+    """
+    c = np.float32(eps)
+    return np.nextafter(c, np.float32(np.inf)) if float(c) < eps else c
+
+
+def train_loss_edges(eps):
+    """Train-loss bin edges: a log grid plus the threshold of ``eps``, sorted (float32).
+
+    Including the threshold makes the bins below it hold exactly the accepted
+    draws. The count of edges does not depend on ``eps``, so a new eps does not
+    recompile.
     """
     lo, hi = BIN_LOG10_RANGE
     grid = 10.0 ** (np.arange(lo * BINS_PER_DECADE, hi * BINS_PER_DECADE + 1) / BINS_PER_DECADE)
-    return np.sort(np.append(grid, eps)).astype(np.float32)
+    return np.sort(np.append(grid.astype(np.float32), float32_threshold(eps)))
 
 
 @dataclasses.dataclass
@@ -143,8 +154,8 @@ def rethreshold(edges, bin_count, bin_gen_sum, bin_gen_sumsq, eps):
     Bins are exact only at their edges, so the result is for the largest edge at
     or below ``eps`` (returned as ``effective_eps``); ``None`` if no edge is.
     """
-    edges = np.asarray(edges, np.float64)
-    below = np.nonzero(edges <= np.float32(eps))[0]
+    edges = np.asarray(edges, np.float32)
+    below = np.nonzero(edges <= float32_threshold(eps))[0]
     if below.size == 0:
         return None
     last = below[-1]

@@ -7,6 +7,8 @@ model and one prior object, one block size and one sample count, so the tests of
 the different modules share compiled kernels instead of each compiling their own.
 """
 
+import hashlib
+
 import jax
 import numpy as np
 import pytest
@@ -123,7 +125,11 @@ def direct():
     cache = {}
 
     def get(problem, model, prior, seed, samples, log2_block=LOG2_BLOCK):
-        key = (id(problem), model, prior, seed, samples, log2_block)
+        data = hashlib.sha256()
+        for arr in (problem.train_ops, problem.train_labels, problem.test_ops, problem.test_labels):
+            data.update(np.ascontiguousarray(arr, np.float64).tobytes())
+        key = (data.hexdigest(), problem.n_rows, problem.n_cols, model, prior, seed, samples,
+               log2_block)
         if key not in cache:
             cache[key] = direct_evaluation(problem, model, prior, seed, samples, log2_block)
         return cache[key]

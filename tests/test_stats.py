@@ -160,11 +160,12 @@ def test_add_counts_and_accepted():
 def test_train_loss_edges(eps):
     edges = stats.train_loss_edges(eps)
     assert edges.dtype == np.float32
-    assert np.float32(eps) in edges
+    threshold = stats.float32_threshold(eps)
+    assert threshold in edges
     assert np.all(np.diff(edges) >= 0)
     assert len(edges) == len(stats.train_loss_edges(0.5))  # a new eps does not recompile
     # the log grid: 5 per decade from 1e-7 to 1e3
-    grid = np.delete(edges, np.nonzero(edges == np.float32(eps))[0][0])
+    grid = np.delete(edges, np.nonzero(edges == threshold)[0][0])
     np.testing.assert_allclose(grid, 10.0 ** (np.arange(-35, 16) / 5), rtol=1e-7)
 
 
@@ -241,3 +242,16 @@ def test_summarize_empty_run():
     s = stats.summarize(_totals())
     assert s["draws"] == 0 and math.isnan(s["acceptance_rate"])
     assert math.isnan(s["prior_gen_loss_mean"]) and "gnc_message" in s
+
+
+@pytest.mark.parametrize("eps", [1e-9, 0.02, 0.0035, 0.1, 0.37, 1.0, 0.5, 1e5])
+def test_float32_threshold_is_exact_strict_comparison(eps):
+    """For every float32 t near eps: t < threshold exactly when t < eps (in float64)."""
+    threshold = stats.float32_threshold(eps)
+    assert threshold.dtype == np.float32
+    centre = np.float32(eps)
+    ts = [centre]
+    for _ in range(4):
+        ts = [np.nextafter(ts[0], np.float32(0))] + ts + [np.nextafter(ts[-1], np.float32(np.inf))]
+    for t in ts:
+        assert bool(t < threshold) == bool(float(t) < eps), (t, threshold)
