@@ -7,7 +7,7 @@ the flag, so the same checks serve the command line and ``config.json``.
 import dataclasses
 import math
 
-from gcsampler import draws, gd, models, priors, problems
+from gcsampler import draws, engine, gd, models, priors, problems
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +56,8 @@ class RunConfig:
             _positive_float(name, getattr(self, name))
         _int_range("problem_seed", self.problem_seed, 0, 2**32 - 1)
         _int_range("seed", self.seed, 0, draws.MAX_SEED)
-        _int_range("samples", self.samples, 1, (2**32 - 1) * 2**self.log2_block)
         _int_range("log2_block", self.log2_block, 6, 20)
+        _int_range("samples", self.samples, 1, engine.max_samples(self.log2_block))
         if self.batch is not None:
             _positive_int("batch", self.batch)
         if self.rank > min(self.rows, self.cols):

@@ -236,5 +236,11 @@ def _check_arguments(eps, samples, seed, log2_block):
         raise ValueError(f"seed must be an integer in [0, {draws.MAX_SEED}], got {seed!r}")
     if not (isinstance(log2_block, int) and 6 <= log2_block <= 20):
         raise ValueError(f"log2_block must be an integer in [6, 20], got {log2_block!r}")
-    if samples > (2**32 - 1) * 2**log2_block:
-        raise ValueError(f"samples must be at most {(2**32 - 1) * 2**log2_block} at this block size")
+    if samples > max_samples(log2_block):
+        raise ValueError(f"samples must be at most {max_samples(log2_block)} at this block size")
+
+
+def max_samples(log2_block):
+    """Most draws a run may have: block ids (and those of a padded last call) stay
+    well inside uint32, where the kernel computes them."""
+    return 2**31 * 2**log2_block
