@@ -5,7 +5,7 @@ The public API, one flat namespace:
 - problems: ``matrix_sensing``, ``matrix_completion``, ``from_arrays``, ``Problem``
 - models: ``factorization``, ``Factorization``
 - priors: ``gaussian``, ``uniform``, ``custom``, ``scaled``, ``Prior``
-- sampling: ``guess_and_check`` (the engine), ``summarize``, ``regenerate``
+- sampling: ``guess_and_check`` (the engine), ``make_sampler``, ``summarize``, ``regenerate``
 - baseline: ``gd_train``, ``make_optimizer``, ``group_rmsprop``
 """
 
@@ -18,11 +18,12 @@ from gcsampler.gd import train as gd_train
 from gcsampler.models import Factorization, factorization
 from gcsampler.priors import Prior, custom, gaussian, scaled, uniform
 from gcsampler.problems import Problem, from_arrays, matrix_completion, matrix_sensing
+from gcsampler.samplers import make_sampler
 from gcsampler.stats import summarize
 
 __all__ = [
     "Factorization", "Prior", "Problem", "custom", "factorization", "from_arrays",
-    "gaussian", "gd_train", "group_rmsprop", "guess_and_check", "make_optimizer",
+    "gaussian", "gd_train", "group_rmsprop", "guess_and_check", "make_optimizer", "make_sampler",
     "matrix_completion", "matrix_sensing", "regenerate", "scale_by_group_rms", "scaled",
     "summarize", "uniform",
 ]

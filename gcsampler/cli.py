@@ -15,7 +15,7 @@ import numpy as np
 from absl import flags
 from absl.flags import argparse_flags
 
-from gcsampler import config, gd, models, priors, problems, progress, store
+from gcsampler import config, gd, models, priors, problems, progress, samplers, store
 
 DEFAULTS = config.RunConfig()
 
@@ -39,6 +39,11 @@ RUN_FLAGS = (
      priors.PRIORS),
     ("normalize", "boolean", DEFAULTS.normalize,
      "Divide each drawn end-to-end matrix by its Frobenius norm (+1e-6), as in the depth sweeps."),
+    ("sampler", "enum", DEFAULTS.sampler,
+     "How draws are generated, all exactly from the prior: 'auto' picks the fastest exact one; "
+     "'direct' draws every weight; 'last_layer' integrates the last layer out (Gaussian prior, "
+     "width > rows); 'wishart' draws linear networks at a cost independent of the width "
+     "(Gaussian prior, width >= rows).", samplers.SAMPLERS),
     ("eps", "float", DEFAULTS.eps, "Accept a draw when its train loss is strictly below eps."),
     ("samples", "string", str(DEFAULTS.samples),
      "Number of G&C draws; scientific notation is accepted (1e8)."),

@@ -7,7 +7,7 @@ the flag, so the same checks serve the command line and ``config.json``.
 import dataclasses
 import math
 
-from gcsampler import draws, engine, gd, models, priors, problems
+from gcsampler import draws, engine, gd, models, priors, problems, samplers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +30,7 @@ class RunConfig:
     prior: str = "gaussian"
     normalize: bool = False
     # Guess & Check
+    sampler: str = "auto"
     eps: float = 0.02
     samples: int = 1_000_000
     seed: int = 0
@@ -71,6 +72,11 @@ class RunConfig:
         if not math.isfinite(self.leaky_slope):
             raise ValueError(f"--leaky_slope must be a finite number, got {self.leaky_slope}")
         _choice("prior", self.prior, priors.PRIORS)
+        _choice("sampler", self.sampler, samplers.SAMPLERS)
+        if self.sampler not in ("auto", *samplers.applicable(self.model(), self.prior_dist())):
+            raise ValueError(f"--sampler={self.sampler} is not exact for this network and prior; "
+                             f"use one of: auto, "
+                             f"{', '.join(samplers.applicable(self.model(), self.prior_dist()))}")
         _choice("gd_optimizer", self.gd_optimizer, gd.OPTIMIZERS)
         if not (math.isfinite(self.gd_momentum) and 0 <= self.gd_momentum < 1):
             raise ValueError(f"--gd_momentum must be in [0, 1), got {self.gd_momentum}")
@@ -104,6 +110,10 @@ class RunConfig:
 
     def prior_dist(self):
         return priors.make_prior(self.prior, self.normalize)
+
+    def resolved_sampler(self):
+        """The sampler the engine uses: ``sampler``, with 'auto' resolved."""
+        return samplers.make_sampler(self.model(), self.prior_dist(), self.sampler).name
 
     def optimizer(self):
         return gd.make_optimizer(self.gd_optimizer, self.gd_lr, self.gd_momentum)

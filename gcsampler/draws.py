@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gcsampler import models, priors
+from gcsampler import models, samplers
 
 MAX_SEED = 2**32 - 1
 
@@ -40,28 +40,29 @@ def block_keys(base_key, block_id, log2_block):
     return jax.vmap(index_key, in_axes=(None, None, 0))(base_key, hi, lo)
 
 
-def draw(model, prior, key):
-    """Layer matrices and end-to-end matrix (normalized if the prior says so) of one draw."""
-    layers = priors.sample_layers(prior, model, key)
-    matrix = models.end_to_end(model, layers)
-    return layers, models.frobenius_normalize(matrix) if prior.normalize else matrix
+def draw(sampler, prior, key):
+    """End-to-end matrix of one draw, normalized if the prior says so."""
+    matrix = sampler.matrix(key)
+    return models.frobenius_normalize(matrix) if prior.normalize else matrix
 
 
-def regenerate(model, prior, seed, index):
+def regenerate(model, prior, seed, index, sampler="auto"):
     """Layers and end-to-end matrix of draw ``index`` of a run with ``seed``.
 
-    Returns ``(layers, matrix)`` as float32 NumPy arrays. The layers are the same
-    bits the sampler drew on the same backend; the matrix agrees with the stored one
-    up to float32 rounding of the products.
+    ``sampler`` must be the one the run used (a run directory records it).
+    Returns ``(layers, matrix)`` as float32 NumPy arrays. The matrix is the one the
+    sampler drew (up to float32 rounding of batched products); the layers are the
+    draw's full weights, exactly prior-distributed, with that matrix as product.
     """
     index = int(index)
     if not 0 <= index < 2**64:
         raise ValueError(f"index must be in [0, 2**64), got {index}")
     key = index_key(seed_key(seed), np.uint32(index >> 32), np.uint32(index & 0xFFFFFFFF))
-    layers, matrix = _jitted_draw(model, prior)(key)
+    layers, matrix = _jitted_regenerate(model, prior, sampler)(key)
     return [np.asarray(w) for w in layers], np.asarray(matrix)
 
 
 @functools.lru_cache(maxsize=32)
-def _jitted_draw(model, prior):
-    return jax.jit(functools.partial(draw, model, prior))
+def _jitted_regenerate(model, prior, sampler_name):
+    sampler = samplers.make_sampler(model, prior, sampler_name)
+    return jax.jit(lambda key: (sampler.layers(key), draw(sampler, prior, key)))

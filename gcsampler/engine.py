@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from gcsampler import draws, kernel, priors, problems, stats
+from gcsampler import draws, kernel, priors, problems, samplers, stats
 
 DEFAULT_LOG2_BLOCK = 12
 MAX_DRAWS_PER_CALL = 2**26
@@ -25,13 +25,16 @@ MAX_DRAWS_PER_CALL = 2**26
 
 class Schedule(NamedTuple):
     """How draws are grouped: blocks of ``2**log2_block`` draws, ``blocks`` per
-    device step, ``steps`` per compiled call, over ``devices``."""
+    device step, ``steps`` per compiled call, over ``devices``; ``capacity``
+    accepted rows are buffered per device step, and ``chunk`` draws of a block are
+    evaluated at once (less than a block only for models too big for memory)."""
 
     log2_block: int
     blocks: int
     steps: int
     devices: tuple
     capacity: int
+    chunk: int
 
     @property
     def block_size(self):
@@ -51,6 +54,7 @@ class RunResult(NamedTuple):
     totals: stats.Totals
     seconds: float
     schedule: Schedule
+    sampler: str
 
 
 def resolve_devices(devices):
@@ -67,10 +71,16 @@ def resolve_devices(devices):
     return tuple(devices)
 
 
-def bytes_per_draw(problem, model, n_bins):
+def bytes_per_draw(problem, model, sampler, n_bins):
     """A generous estimate of the device memory one draw of a step needs."""
-    weights = sum(r * c for r, c in model.layer_shapes)
-    hidden = model.n_rows * model.width * 2 * max(model.depth - 1, 1)
+    n, k = model.n_rows, model.width
+    if sampler == "wishart":
+        weights, hidden = 3 * model.depth * n * n + n * model.n_cols, 0
+    else:
+        weights = sum(r * c for r, c in model.layer_shapes)
+        if sampler == "last_layer":
+            weights += n * model.n_cols - k * model.n_cols
+        hidden = n * k * 2 * max(model.depth - 1, 1)
     outputs = problem.n_rows * problem.n_cols + len(problem.train_ops) + len(problem.test_ops)
     return 4 * 3 * (2 * weights + hidden + 2 * outputs + 4 * n_bins + 16)
 
@@ -90,38 +100,48 @@ def memory_budget(device):
     return min(2**30, ram // 16)
 
 
-def plan(problem, model, samples, *, batch=None, devices=None, log2_block=DEFAULT_LOG2_BLOCK,
-         capacity=None, n_bins=None):
-    """Choose blocks per step (from ``batch`` or device memory), steps per call and capacity."""
+def plan(problem, model, samples, *, sampler="direct", batch=None, devices=None,
+         log2_block=DEFAULT_LOG2_BLOCK, capacity=None):
+    """Choose draws evaluated at once, blocks per step, steps per call and row capacity.
+
+    ``batch`` (draws per device step) defaults to what fits in device memory. A
+    batch below one block evaluates the block in chunks of ``batch`` draws
+    (rounded down to a power of two); a larger one is rounded up to whole blocks.
+    """
     devices = resolve_devices(devices)
     block = 2**log2_block
-    if n_bins is None:
-        n_bins = len(stats.train_loss_edges(1.0)) + 1
     if batch is None:
-        batch = memory_budget(devices[0]) // bytes_per_draw(problem, model, n_bins)
+        n_bins = len(stats.train_loss_edges(1.0)) + 1
+        per_draw = bytes_per_draw(problem, model, sampler, n_bins)
+        batch = memory_budget(devices[0]) // per_draw
+        if batch < 1:
+            raise ValueError(f"one draw needs about {per_draw / 2**30:.1f} GiB, more than this "
+                             f"device can spare; use a smaller width or depth, or a collapsed "
+                             f"sampler where one applies")
+    chunk = block if batch >= block else 1 << (int(batch).bit_length() - 1)
     total_blocks = -(-samples // block)
     blocks = max(1, min(-(-int(batch) // block), -(-total_blocks // len(devices))))
     per_step = blocks * len(devices)
     steps = max(1, min(MAX_DRAWS_PER_CALL // (per_step * block), -(-total_blocks // per_step), 16))
     if capacity is None:
         capacity = min(blocks * block, max(64, blocks * block // 64))
-    return Schedule(log2_block, blocks, steps, devices, capacity)
+    return Schedule(log2_block, blocks, steps, devices, capacity, chunk)
 
 
 _CALL_CACHE = {}
 
 
-def compiled_call(model, prior, n_train, schedule):
+def compiled_call(model, prior, sampler, n_train, schedule):
     """The jitted, device-sharded call of ``schedule.steps`` steps (cached)."""
-    cache_key = (model, prior, n_train, schedule)
+    cache_key = (model, prior, sampler, n_train, schedule)
     if cache_key not in _CALL_CACHE:
-        _CALL_CACHE[cache_key] = _build_call(model, prior, n_train, schedule)
+        _CALL_CACHE[cache_key] = _build_call(model, prior, sampler, n_train, schedule)
     return _CALL_CACHE[cache_key]
 
 
-def _build_call(model, prior, n_train, schedule):
-    step = kernel.make_step(model, prior, n_train, schedule.log2_block, schedule.blocks,
-                            schedule.capacity)
+def _build_call(model, prior, sampler, n_train, schedule):
+    step = kernel.make_step(model, prior, sampler, n_train, schedule.log2_block, schedule.blocks,
+                            schedule.capacity, schedule.chunk)
     n_devices = len(schedule.devices)
 
     def device_call(base_key, first_block, full_blocks, tail, ops, labels, eps, edges):
@@ -140,8 +160,8 @@ def _build_call(model, prior, n_train, schedule):
     return jax.jit(sharded)
 
 
-def guess_and_check(problem, model, prior, *, eps, samples, seed=0, batch=None, devices=None,
-                    log2_block=DEFAULT_LOG2_BLOCK, capacity=None,
+def guess_and_check(problem, model, prior, *, eps, samples, seed=0, sampler="auto", batch=None,
+                    devices=None, log2_block=DEFAULT_LOG2_BLOCK, capacity=None,
                     on_rows: Callable | None = None, on_progress: Callable | None = None):
     """Draw ``samples`` weight settings and keep those with train loss < ``eps``.
 
@@ -150,7 +170,9 @@ def guess_and_check(problem, model, prior, *, eps, samples, seed=0, batch=None, 
       eps: acceptance threshold on the train loss (strict).
       samples: number of draws; draw i uses global index i.
       seed: run seed; draws are a pure function of (seed, index).
-      batch: draws per device step (rounded up to whole blocks); default from memory.
+      sampler: 'auto' (the cheapest exact sampler), or a name from
+        :data:`gcsampler.samplers.SAMPLERS` ('direct' draws every weight).
+      batch: draws per device step; default from device memory (see :func:`plan`).
       devices: None/'all', a count, or a sequence of devices.
       log2_block: block size exponent; float statistics are bitwise reproducible
         for a fixed block size.
@@ -161,20 +183,21 @@ def guess_and_check(problem, model, prior, *, eps, samples, seed=0, batch=None, 
       on_progress: called as ``on_progress(totals, seconds)`` after each call.
 
     Returns:
-      RunResult with the host totals, the wall time and the schedule used.
+      RunResult with the host totals, the wall time, the schedule and the sampler used.
     """
     _check_arguments(eps, samples, seed, log2_block)
     if (model.n_rows, model.n_cols) != (problem.n_rows, problem.n_cols):
         raise ValueError(f"model is {model.n_rows}x{model.n_cols} but the problem's matrix is "
                          f"{problem.n_rows}x{problem.n_cols}")
     priors.check_prior(prior, model)
-    schedule = plan(problem, model, samples, batch=batch, devices=devices, log2_block=log2_block,
-                    capacity=capacity)
+    sampler = samplers.make_sampler(model, prior, sampler).name
+    schedule = plan(problem, model, samples, sampler=sampler, batch=batch, devices=devices,
+                    log2_block=log2_block, capacity=capacity)
     ops, labels = problems.stacked_operators(problem)
     edges = stats.train_loss_edges(eps)
     totals = stats.Totals(edges=edges)
     n_train = len(problem.train_ops)
-    call = compiled_call(model, prior, n_train, schedule)
+    call = compiled_call(model, prior, sampler, n_train, schedule)
     base_key = draws.seed_key(seed)
     block = schedule.block_size
     total_blocks = -(-samples // block)
@@ -186,7 +209,8 @@ def guess_and_check(problem, model, prior, *, eps, samples, seed=0, batch=None, 
 
     def overflow_rows(first_block):
         full = schedule._replace(steps=1, devices=schedule.devices[:1], capacity=schedule.batch)
-        out = compiled_call(model, prior, n_train, full)(base_key, np.uint32(first_block), *args)
+        out = compiled_call(model, prior, sampler, n_train, full)(
+            base_key, np.uint32(first_block), *args)
         return jax.device_get(out)
 
     start = time.perf_counter()
@@ -200,7 +224,7 @@ def guess_and_check(problem, model, prior, *, eps, samples, seed=0, batch=None, 
         _accumulate(totals, jax.device_get(out), first, schedule, on_rows, overflow_rows)
         if on_progress is not None:
             on_progress(totals, time.perf_counter() - start)
-    return RunResult(totals, time.perf_counter() - start, schedule)
+    return RunResult(totals, time.perf_counter() - start, schedule, sampler)
 
 
 def _accumulate(totals, out, first, schedule, on_rows, overflow_rows):

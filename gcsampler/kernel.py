@@ -11,12 +11,13 @@ integer counts and a 2-D histogram, and a fixed-capacity buffer of accepted rows
 (with their true count, so overflow is detected, never silent).
 """
 
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from gcsampler import draws, numerics, problems
+from gcsampler import draws, numerics, problems, samplers
 
 HIST_BINS = 96
 HIST_LOG10_RANGE = (-8.0, 4.0)
@@ -40,10 +41,19 @@ class StepOutput(NamedTuple):
     row_matrix: jax.Array      # (capacity, n_rows, n_cols) float32
 
 
-def evaluate_draws(model, prior, base_key, block_id, ops, labels, n_train, log2_block):
-    """Train loss, gen loss and end-to-end matrix of every draw of one block."""
+def evaluate_draws(model, prior, sampler, base_key, block_id, ops, labels, n_train, log2_block,
+                   chunk=None):
+    """Train loss, gen loss and end-to-end matrix of every draw of one block.
+
+    ``sampler`` is a sampler name (see :mod:`gcsampler.samplers`). Draws are
+    generated ``chunk`` at a time (default: the whole block at once).
+    """
     keys = draws.block_keys(base_key, block_id, log2_block)
-    matrices = jax.vmap(lambda k: draws.draw(model, prior, k)[1])(keys)
+    one = functools.partial(draws.draw, samplers.make_sampler(model, prior, sampler), prior)
+    if chunk is None or chunk >= keys.shape[0]:
+        matrices = jax.vmap(one)(keys)
+    else:
+        matrices = jax.lax.map(one, keys, batch_size=chunk)
     flat = matrices.reshape(matrices.shape[0], -1)
     residuals = jnp.matmul(flat, ops, precision=jax.lax.Precision.HIGHEST) - labels
     train, gen = problems.losses_from_residuals(residuals, n_train)
@@ -62,7 +72,7 @@ def histogram_index(train, gen):
     return cell(train) * HIST_BINS + cell(gen)
 
 
-def make_step(model, prior, n_train, log2_block, blocks, capacity):
+def make_step(model, prior, sampler, n_train, log2_block, blocks, capacity, chunk=None):
     """Build ``step(base_key, first_block, full_blocks, tail, ops, labels, eps, edges)``.
 
     The step evaluates blocks ``first_block .. first_block + blocks - 1``. Draws
@@ -76,7 +86,8 @@ def make_step(model, prior, n_train, log2_block, blocks, capacity):
     def step(base_key, first_block, full_blocks, tail, ops, labels, eps, edges):
         block_ids = first_block + jnp.arange(blocks, dtype=jnp.uint32)
         train, gen, matrices = jax.vmap(
-            lambda b: evaluate_draws(model, prior, base_key, b, ops, labels, n_train, log2_block)
+            lambda b: evaluate_draws(model, prior, sampler, base_key, b, ops, labels, n_train,
+                                     log2_block, chunk)
         )(block_ids)
         offsets = jnp.arange(block_size, dtype=jnp.int32)
         valid = (block_ids[:, None] < full_blocks) | (

@@ -77,6 +77,11 @@ def custom(sample_layer, name="custom", normalize=False):
     return Prior(name, sample_layer, normalize)
 
 
+def is_builtin_gaussian(prior):
+    """Whether ``prior`` draws layers like :func:`gaussian` (what collapsed samplers need)."""
+    return prior.sample_layer is _SCALED_NORMAL
+
+
 def make_prior(name, normalize=False):
     """A built-in prior by name: 'gaussian' or 'uniform'."""
     if name == "gaussian":

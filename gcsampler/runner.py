@@ -21,9 +21,6 @@ import numpy as np
 
 from gcsampler import __version__, config, draws, engine, gd, kernel, progress, stats, store
 
-SAMPLER = "direct"
-
-
 def execute(cfg, run_dir, stream=None):
     """Run G&C (and GD if ``cfg.gd``) and write everything under ``run_dir``.
 
@@ -32,23 +29,24 @@ def execute(cfg, run_dir, stream=None):
     stream = stream if stream is not None else sys.stderr
     cfg.validate()
     problem, model, prior = cfg.problem(), cfg.model(), cfg.prior_dist()
-    schedule = engine.plan(problem, model, cfg.samples, batch=cfg.batch,
+    sampler = cfg.resolved_sampler()
+    schedule = engine.plan(problem, model, cfg.samples, sampler=sampler, batch=cfg.batch,
                            devices=cfg.device_count, log2_block=cfg.log2_block)
     run_dir = store.create_run_dir(run_dir)
-    store.write_json(run_dir / "config.json", _config_record(cfg, schedule))
-    stream.write(f"gcsampler: G&C with {cfg.samples:,} draws on {len(schedule.devices)} "
-                 f"{schedule.devices[0].platform} device(s), batch {schedule.batch:,}; "
-                 f"run directory {run_dir}\n")
+    store.write_json(run_dir / "config.json", _config_record(cfg, sampler, schedule))
+    stream.write(f"gcsampler: G&C with {cfg.samples:,} draws ({sampler} sampler) on "
+                 f"{len(schedule.devices)} {schedule.devices[0].platform} device(s), batch "
+                 f"{schedule.batch:,}; run directory {run_dir}\n")
 
     with store.AcceptedWriter(run_dir, cfg.rows, cfg.cols) as writer:
         result = engine.guess_and_check(
             problem, model, prior, eps=cfg.eps, samples=cfg.samples, seed=cfg.seed,
-            batch=cfg.batch, devices=cfg.device_count, log2_block=cfg.log2_block,
+            sampler=sampler, batch=cfg.batch, devices=cfg.device_count, log2_block=cfg.log2_block,
             on_rows=writer.append, on_progress=progress.Progress(cfg.samples, stream))
     totals = result.totals
     store.save_arrays(run_dir / "statistics.npz", **statistics_arrays(totals))
     summary = stats.summarize(totals, result.seconds)
-    summary.update(sampler=SAMPLER, eps=cfg.eps, run_dir=str(run_dir), gd_gen_loss=math.nan)
+    summary.update(sampler=result.sampler, eps=cfg.eps, run_dir=str(run_dir), gd_gen_loss=math.nan)
     store.write_json(run_dir / "summary.json", summary)
 
     if cfg.gd:
@@ -88,11 +86,12 @@ def gd_summary(curves, seconds):
     }
 
 
-def _config_record(cfg, schedule):
+def _config_record(cfg, sampler, schedule):
     return {
         "settings": dataclasses.asdict(cfg),
-        "sampler": SAMPLER,
+        "sampler": sampler,
         "resolved": {"batch": schedule.batch, "blocks_per_step": schedule.blocks,
+                     "draws_at_once": schedule.chunk,
                      "steps_per_call": schedule.steps, "devices": len(schedule.devices),
                      "block_size": schedule.block_size},
         "gcsampler_version": __version__,
@@ -103,12 +102,19 @@ def _config_record(cfg, schedule):
 
 
 def load_run(run_dir):
-    """(config, summary) of a run directory, with clear errors for foreign directories."""
+    """(config, summary) of a run directory, with clear errors for foreign directories.
+
+    The config's sampler is the one the run resolved and used.
+    """
     run_dir = pathlib.Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise store.RunDirError(f"{run_dir} is not a gcsampler run directory (no config.json)")
     record = store.read_json(run_dir / "config.json")
-    cfg = config.from_dict(record.get("settings", {}))
+    try:
+        cfg = config.from_dict({**record["settings"], "sampler": record["sampler"]})
+    except (KeyError, TypeError, ValueError) as err:
+        raise store.RunDirError(f"{run_dir}/config.json is not a valid gcsampler config: "
+                                f"{err}") from None
     summary_path = run_dir / "summary.json"
     summary = store.read_json(summary_path) if summary_path.is_file() else None
     return cfg, summary
@@ -119,7 +125,7 @@ def regenerate(run_dir, index):
     cfg, _ = load_run(run_dir)
     if not 0 <= index < cfg.samples:
         raise ValueError(f"--index must be in [0, {cfg.samples - 1}] for this run, got {index}")
-    return draws.regenerate(cfg.model(), cfg.prior_dist(), cfg.seed, index)
+    return draws.regenerate(cfg.model(), cfg.prior_dist(), cfg.seed, index, cfg.sampler)
 
 
 def rethreshold(run_dir, eps):

@@ -70,6 +70,7 @@ def collect(problem, model, prior, **kwargs):
     def on_rows(index, train, gen, matrix):
         chunks.append((np.array(index), np.array(train), np.array(gen), np.array(matrix)))
 
+    kwargs.setdefault("sampler", "direct")
     result = engine.guess_and_check(problem, model, prior, on_rows=on_rows, **kwargs)
     return Collected(result, chunks)
 
@@ -99,7 +100,7 @@ def shared_runs(sensing_problem, linear_model, gaussian_prior):
     return get
 
 
-_EVALUATE = jax.jit(kernel.evaluate_draws, static_argnums=(0, 1, 6, 7))
+_EVALUATE = jax.jit(kernel.evaluate_draws, static_argnums=(0, 1, 2, 7, 8))
 
 
 def direct_evaluation(problem, model, prior, seed, samples, log2_block=LOG2_BLOCK):
@@ -112,8 +113,8 @@ def direct_evaluation(problem, model, prior, seed, samples, log2_block=LOG2_BLOC
     ops, labels = problems.stacked_operators(problem)
     base = draws.seed_key(seed)
     n_train = len(problem.train_ops)
-    out = [jax.device_get(_EVALUATE(model, prior, base, np.uint32(b), ops, labels, n_train,
-                                    log2_block))
+    out = [jax.device_get(_EVALUATE(model, prior, "direct", base, np.uint32(b), ops, labels,
+                                    n_train, log2_block))
            for b in range(-(-samples // 2**log2_block))]
     train, gen, matrices = (np.concatenate(x)[:samples] for x in zip(*out))
     return train, gen, matrices

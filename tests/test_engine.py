@@ -133,7 +133,7 @@ def test_regenerate_gives_the_stored_draws(shared_runs, reference, linear_model,
     accepted = rng.choice(run.index, size=3, replace=False)
     rejected = rng.choice(np.setdiff1d(np.arange(SAMPLES), run.index), size=1)
     for index in list(accepted) + list(rejected):
-        layers, matrix = draws.regenerate(linear_model, gaussian_prior, SEED, int(index))
+        layers, matrix = draws.regenerate(linear_model, gaussian_prior, SEED, int(index), "direct")
         assert [x.shape for x in layers] == [(5, 5), (5, 5)]
         for got, want in zip(layers, layers_all):   # the same bits as the bulk regeneration
             assert np.array_equal(got, want[index])
@@ -366,7 +366,7 @@ _DEVICE_SCRIPT = textwrap.dedent("""
         samples = %(small)d if batch is None else %(samples)d
         rows = []
         result = engine.guess_and_check(
-            problem, model, prior, eps=%(eps)r, samples=samples, seed=%(seed)d,
+            problem, model, prior, eps=%(eps)r, samples=samples, seed=%(seed)d, sampler="direct",
             log2_block=%(log2_block)d, batch=batch, devices=devices, capacity=capacity,
             on_rows=lambda i, t, g, m: rows.append((i, t, g, m)))
         out[name] = {"n_devices": len(result.schedule.devices), "blocks": result.schedule.blocks,

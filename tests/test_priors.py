@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from gcsampler import draws, engine, models, priors
+from gcsampler import draws, engine, models, priors, samplers
 
 from conftest import BLOCK, LOG2_BLOCK, SAMPLES, SEED
 
@@ -187,9 +187,12 @@ def test_normalized_prior_gives_unit_norm():
     pairs = [(priors.make_prior(name), priors.make_prior(name, normalize=True))
              for name in ("gaussian", "uniform")]
 
+    def one(prior, k):
+        sampler = samplers.make_sampler(model, prior, "direct")
+        return sampler.layers(k), draws.draw(sampler, prior, k)
+
     def both(k):
-        return [(draws.draw(model, plain, k), draws.draw(model, normed, k))
-                for plain, normed in pairs]
+        return [(one(plain, k), one(normed, k)) for plain, normed in pairs]
 
     for (layers_a, m_plain), (layers_b, m_normed) in jax.jit(jax.vmap(both))(keys):
         for a, b in zip(layers_a, layers_b):  # normalization does not change the weights
@@ -222,7 +225,7 @@ def test_custom_prior_runs_through_the_engine(run_collect, direct, sensing_probl
     norms = np.linalg.norm(run.matrix.astype(np.float64), axis=(1, 2))
     assert np.all(norms <= 1.0 + 20 * 2.0**-24) and np.all(norms > 1.0 - 1e-4)
     # regeneration from (seed, index) gives the layers; their product, normalized, the row
-    layers, matrix = draws.regenerate(linear_model, prior, SEED, int(run.index[0]))
+    layers, matrix = draws.regenerate(linear_model, prior, SEED, int(run.index[0]), "direct")
     w = layers[0].astype(np.float64) @ layers[1].astype(np.float64)
     w /= np.linalg.norm(w) + 1e-6
     # float32 product (error <= gamma_5 |W1||W2|) and normalization (~20u): 1e-5 absolute on
@@ -232,4 +235,4 @@ def test_custom_prior_runs_through_the_engine(run_collect, direct, sensing_probl
     # the draws are not the Gaussian prior's
     assert not np.array_equal(np.asarray(layers[0]),
                               draws.regenerate(linear_model, priors.gaussian(), SEED,
-                                               int(run.index[0]))[0][0])
+                                               int(run.index[0]), "direct")[0][0])
