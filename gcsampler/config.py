@@ -32,7 +32,7 @@ class RunConfig:
     # Guess & Check
     sampler: str = "auto"
     eps: float = 0.02
-    samples: int = 1_000_000
+    samples: int = 20_000_000
     seed: int = 0
     batch: int | None = None
     devices: str = "all"

@@ -175,7 +175,7 @@ def test_help_explains_every_flag(capsys):
     out = capsys.readouterr().out
     for name, *_ in cli.RUN_FLAGS:
         assert f"--{name}" in out
-    assert "(default: 1000000)" in out
+    assert "(default: 20000000)" in out
 
 
 def test_flagfile(tmp_path, capsys, monkeypatch):
