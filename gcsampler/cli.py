@@ -49,7 +49,8 @@ RUN_FLAGS = (
      "Number of G&C draws; scientific notation is accepted (1e8)."),
     ("seed", "integer", DEFAULTS.seed, "Run seed: draw i is a pure function of (seed, i)."),
     ("batch", "string", "auto",
-     "Draws per device step ('auto': sized from device memory); rounded up to whole blocks."),
+     "Draws per device step ('auto': sized from device memory); rounded down to whole blocks, "
+     "or, below one block, evaluated in chunks of this many draws."),
     ("devices", "string", DEFAULTS.devices, "Local devices to shard draws over: 'all' or a count."),
     ("log2_block", "integer", DEFAULTS.log2_block,
      "Log2 of the block size, the unit of bitwise-reproducible statistics."),

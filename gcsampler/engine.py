@@ -104,9 +104,9 @@ def plan(problem, model, samples, *, sampler="direct", batch=None, devices=None,
          log2_block=DEFAULT_LOG2_BLOCK, capacity=None):
     """Choose draws evaluated at once, blocks per step, steps per call and row capacity.
 
-    ``batch`` (draws per device step) defaults to what fits in device memory. A
-    batch below one block evaluates the block in chunks of ``batch`` draws
-    (rounded down to a power of two); a larger one is rounded up to whole blocks.
+    ``batch`` (draws per device step) defaults to what fits in device memory. It
+    is rounded down to whole blocks; a batch below one block evaluates the block
+    in chunks of ``batch`` draws (rounded down to a power of two).
     """
     devices = resolve_devices(devices)
     block = 2**log2_block
@@ -120,7 +120,7 @@ def plan(problem, model, samples, *, sampler="direct", batch=None, devices=None,
                              f"sampler where one applies")
     chunk = block if batch >= block else 1 << (int(batch).bit_length() - 1)
     total_blocks = -(-samples // block)
-    blocks = max(1, min(-(-int(batch) // block), -(-total_blocks // len(devices))))
+    blocks = max(1, min(int(batch) // block, -(-total_blocks // len(devices))))
     per_step = blocks * len(devices)
     steps = max(1, min(MAX_DRAWS_PER_CALL // (per_step * block), -(-total_blocks // per_step), 16))
     if capacity is None:
