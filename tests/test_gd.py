@@ -16,20 +16,10 @@ INIT_SCALE = 1e-2
 
 
 @pytest.fixture(scope="module")
-def problem():
-    return problems.matrix_sensing(seed=0, n_rows=5, n_cols=5, rank=1, gt_norm=1.0,
-                                   measurements=15)
-
-
-@pytest.fixture(scope="module")
-def model():
-    return models.factorization(5, 5, depth=2, width=5)
-
-
-@pytest.fixture(scope="module")
-def result(problem, model):
-    return gd.train(problem, model, gd.make_optimizer("grouprmsprop", 1e-2), seed=SEED,
-                    runs=RUNS, steps=STEPS, init_scale=INIT_SCALE, log_every=LOG_EVERY)
+def result(sensing_problem, linear_model):
+    return gd.train(sensing_problem, linear_model, gd.make_optimizer("grouprmsprop", 1e-2),
+                    seed=SEED, runs=RUNS, steps=STEPS, init_scale=INIT_SCALE,
+                    log_every=LOG_EVERY)
 
 
 def _tree(rng):
@@ -165,19 +155,20 @@ def test_train_shapes(result):
     np.testing.assert_array_equal(result.final_gen_loss, result.gen_loss[:, -1])
 
 
-def test_train_fits_the_train_set(problem, result):
+def test_train_fits_the_train_set(sensing_problem, result):
     assert np.all(result.final_train_loss < 1e-4)
     assert np.all(result.final_train_loss < 1e-3 * result.train_loss[:, 0])
-    train, gen = problems.losses(problem, result.final_matrix)
+    train, gen = problems.losses(sensing_problem, result.final_matrix)
     np.testing.assert_allclose(result.final_train_loss, train, rtol=1e-2, atol=1e-7)
     np.testing.assert_allclose(result.final_gen_loss, gen, rtol=1e-2, atol=1e-7)
 
 
-def test_step_zero_is_the_loss_at_init(problem, model, result):
+def test_step_zero_is_the_loss_at_init(sensing_problem, linear_model, result):
     base = jax.random.key(SEED)
     for run in range(RUNS):
-        layers = gd.init_layers(model, jax.random.fold_in(base, run), INIT_SCALE)
-        train, gen = problems.losses(problem, np.asarray(models.end_to_end(model, layers)))
+        layers = gd.init_layers(linear_model, jax.random.fold_in(base, run), INIT_SCALE)
+        matrix = np.asarray(models.end_to_end(linear_model, layers))
+        train, gen = problems.losses(sensing_problem, matrix)
         np.testing.assert_allclose(result.train_loss[run, 0], train, rtol=1e-5)
         np.testing.assert_allclose(result.gen_loss[run, 0], gen, rtol=1e-5)
 
@@ -189,19 +180,19 @@ def test_runs_differ(result):
             assert np.max(np.abs(result.final_matrix[i] - result.final_matrix[j])) > 1e-4
 
 
-def test_vmapped_run_equals_single_run(problem, model):
+def test_vmapped_run_equals_single_run(sensing_problem, linear_model):
     # 500 steps: GroupRMSprop's normalized steps make the trajectory chaotic once the loss
     # reaches its floor (~1e-6 here), where float-level vmap differences get amplified.
     optimizer = gd.make_optimizer("grouprmsprop", 1e-2)
     kwargs = dict(seed=SEED, steps=500, init_scale=INIT_SCALE, log_every=100)
-    batched = gd.train(problem, model, optimizer, runs=RUNS, **kwargs)
-    single = gd.train(problem, model, optimizer, runs=1, **kwargs)
+    batched = gd.train(sensing_problem, linear_model, optimizer, runs=RUNS, **kwargs)
+    single = gd.train(sensing_problem, linear_model, optimizer, runs=1, **kwargs)
     np.testing.assert_allclose(single.train_loss[0], batched.train_loss[0], rtol=1e-4)
     np.testing.assert_allclose(single.gen_loss[0], batched.gen_loss[0], rtol=1e-4)
     np.testing.assert_allclose(single.final_matrix[0], batched.final_matrix[0], atol=1e-5)
 
 
-def test_train_does_not_recompile(problem):
+def test_train_does_not_recompile(sensing_problem):
     traces = []
 
     def counting_identity(x):  # runs only while JAX traces the program
@@ -210,8 +201,8 @@ def test_train_does_not_recompile(problem):
 
     model = models.factorization(5, 5, depth=2, width=5, activation=counting_identity)
     other = problems.matrix_sensing(seed=1, n_rows=5, n_cols=5, rank=1, measurements=15)
-    first = gd.train(problem, model, gd.make_optimizer("sgd", 0.1), seed=0, runs=2, steps=20,
-                     log_every=10)
+    first = gd.train(sensing_problem, model, gd.make_optimizer("sgd", 0.1), seed=0, runs=2,
+                     steps=20, log_every=10)
     count = len(traces)
     assert count > 0
     second = gd.train(other, model, gd.make_optimizer("sgd", 0.1), seed=1, runs=2, steps=20,
@@ -221,14 +212,16 @@ def test_train_does_not_recompile(problem):
 
 
 @pytest.mark.parametrize("name, lr", [("sgd", 0.5), ("adam", 1e-2)])
-def test_sgd_and_adam_reduce_the_train_loss(problem, model, name, lr):
-    result = gd.train(problem, model, gd.make_optimizer(name, lr), runs=2, steps=1000,
+def test_sgd_and_adam_reduce_the_train_loss(sensing_problem, linear_model, name, lr):
+    result = gd.train(sensing_problem, linear_model, gd.make_optimizer(name, lr), runs=2,
+                      steps=1000,
                       init_scale=INIT_SCALE, log_every=500)
     assert np.all(result.final_train_loss < 1e-2 * result.train_loss[:, 0])
 
 
-def test_divergence_is_reported_not_raised(problem, model):
-    result = gd.train(problem, model, gd.make_optimizer("sgd", 1e4), runs=2, steps=100,
+def test_divergence_is_reported_not_raised(sensing_problem, linear_model):
+    result = gd.train(sensing_problem, linear_model, gd.make_optimizer("sgd", 1e4), runs=2,
+                      steps=100,
                       init_scale=1.0, log_every=10)
     assert np.all(np.isfinite(result.train_loss[:, 0]))
     assert not np.all(np.isfinite(result.final_train_loss))
@@ -243,11 +236,11 @@ def test_divergence_is_reported_not_raised(problem, model):
     (dict(init_scale=0.0), "init_scale must be a finite number > 0"),
     (dict(init_scale=-1.0), "init_scale must be a finite number > 0"),
 ])
-def test_train_validates_arguments(problem, model, kwargs, message):
+def test_train_validates_arguments(sensing_problem, linear_model, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        gd.train(problem, model, gd.make_optimizer("sgd", 0.1), **kwargs)
+        gd.train(sensing_problem, linear_model, gd.make_optimizer("sgd", 0.1), **kwargs)
 
 
-def test_train_rejects_mismatched_model(problem):
+def test_train_rejects_mismatched_model(sensing_problem):
     with pytest.raises(ValueError, match="model is 4x5 but the problem is 5x5"):
-        gd.train(problem, models.factorization(4, 5, 2, 5), gd.make_optimizer("sgd", 0.1))
+        gd.train(sensing_problem, models.factorization(4, 5, 2, 5), gd.make_optimizer("sgd", 0.1))
