@@ -141,9 +141,12 @@ def _prefix(model, key):
     return layers, model.activation(h)
 
 
-def _last_layer(model, key):
+def _last_layer(model, key, h=None):
+    """Pieces of a last_layer draw; ``h`` (the last layer's input) is recomputed if not given."""
     _check(model, "last_layer", linear=False)
-    layers, h = _prefix(model, key)
+    layers = None
+    if h is None:
+        layers, h = _prefix(model, key)
     # Square root of H H^T: the L of a Householder LQ of H (= R^T of a QR of H^T),
     # not a Cholesky of the Gram matrix. It divides by no pivot, so it is exact when
     # H H^T is singular (relu can zero rows of H), and it is backward stable, so W
@@ -156,8 +159,13 @@ def _last_layer(model, key):
 
 
 def last_layer_matrix(model, key):
-    """End-to-end (n_rows, n_cols) matrix of one draw, collapsing the last layer."""
-    _, root, _, z = _last_layer(model, key)
+    """End-to-end (n_rows, n_cols) matrix of one draw, collapsing the last layer.
+
+    The hidden layers are drawn one at a time (:func:`priors.penultimate`), so
+    deep, wide networks fit in memory.
+    """
+    h = model.activation(priors.penultimate(_PREFIX_PRIOR, model, key))
+    _, root, _, z = _last_layer(model, key, h)
     return _mm(root, z) * _F32(model.n_cols ** -0.5)
 
 

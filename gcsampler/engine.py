@@ -77,10 +77,9 @@ def bytes_per_draw(problem, model, sampler, n_bins):
     if sampler == "wishart":
         weights, hidden = 3 * model.depth * n * n + n * model.n_cols, 0
     else:
-        weights = sum(r * c for r, c in model.layer_shapes)
-        if sampler == "last_layer":
-            weights += n * model.n_cols - k * model.n_cols
-        hidden = n * k * 2 * max(model.depth - 1, 1)
+        # first, last and at most two k x k layers are alive at once (priors.penultimate)
+        weights = sum(r * c for r, c in model.layer_shapes[:3]) + n * model.n_cols
+        hidden = n * k * 4
     outputs = problem.n_rows * problem.n_cols + len(problem.train_ops) + len(problem.test_ops)
     return 4 * 3 * (2 * weights + hidden + 2 * outputs + 4 * n_bins + 16)
 

@@ -97,6 +97,27 @@ def sample_layers(prior, model, key, dtype=jnp.float32):
             for layer, shape in enumerate(model.layer_shapes)]
 
 
+def penultimate(prior, model, key, dtype=jnp.float32):
+    """``s(...s(W_1) W_2 ...) W_{d-1}`` of one draw (``W_1`` at depth 1), drawing each layer
+    just before it is used.
+
+    The same layers as :func:`sample_layers` (same keys), but the middle layers
+    are drawn inside a ``lax.scan``, so a draw holds one k x k layer at a time:
+    deep, wide networks fit in memory.
+    """
+    shapes = model.layer_shapes
+    h = prior.sample_layer(jax.random.fold_in(key, 0), shapes[0], dtype)
+    if model.depth <= 2:
+        return h
+
+    def layer(h, index):
+        w = prior.sample_layer(jax.random.fold_in(key, index), shapes[1], dtype)
+        return jnp.matmul(model.activation(h), w, precision=jax.lax.Precision.HIGHEST), None
+
+    h, _ = jax.lax.scan(layer, h, jnp.arange(1, model.depth - 1, dtype=jnp.uint32))
+    return h
+
+
 def check_prior(prior, model, dtype=jnp.float32):
     """Raise ValueError if the prior's layers have the wrong shape or dtype.
 

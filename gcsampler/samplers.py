@@ -15,7 +15,10 @@ given the drawn matrix.
 
 from typing import Callable, NamedTuple
 
-from gcsampler import collapsed, models, priors
+import jax
+import jax.numpy as jnp
+
+from gcsampler import collapsed, priors
 
 SAMPLERS = ("auto", "direct", "last_layer", "wishart")
 # A chi-square variate costs about 10 normals (rejection sampling; measured on CPU:
@@ -82,4 +85,9 @@ def make_sampler(model, prior, name="auto"):
 
 
 def _direct_matrix(model, prior, key):
-    return models.end_to_end(model, priors.sample_layers(prior, model, key))
+    h = priors.penultimate(prior, model, key)
+    if model.depth == 1:
+        return h
+    last = prior.sample_layer(jax.random.fold_in(key, model.depth - 1), model.layer_shapes[-1],
+                              jnp.float32)
+    return jnp.matmul(model.activation(h), last, precision=jax.lax.Precision.HIGHEST)
