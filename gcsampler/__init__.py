@@ -6,7 +6,7 @@ The public API, one flat namespace:
 - models: ``factorization``, ``Factorization``
 - priors: ``gaussian``, ``uniform``, ``custom``, ``scaled``, ``Prior``
 - sampling: ``guess_and_check`` (the engine), ``make_sampler``, ``summarize``, ``regenerate``
-- baseline: ``gd_train``, ``make_optimizer``, ``group_rmsprop``
+- baseline: ``gd_train``, ``gd_train_many``, ``make_optimizer``, ``group_rmsprop``
 """
 
 __version__ = "0.1.0"
@@ -15,6 +15,7 @@ from gcsampler.draws import regenerate
 from gcsampler.engine import guess_and_check
 from gcsampler.gd import group_rmsprop, make_optimizer, scale_by_group_rms
 from gcsampler.gd import train as gd_train
+from gcsampler.gd import train_many as gd_train_many
 from gcsampler.models import Factorization, factorization
 from gcsampler.priors import Prior, custom, gaussian, scaled, uniform
 from gcsampler.problems import Problem, from_arrays, matrix_completion, matrix_sensing
@@ -23,7 +24,8 @@ from gcsampler.stats import summarize
 
 __all__ = [
     "Factorization", "Prior", "Problem", "custom", "factorization", "from_arrays",
-    "gaussian", "gd_train", "group_rmsprop", "guess_and_check", "make_optimizer", "make_sampler",
+    "gaussian", "gd_train", "gd_train_many", "group_rmsprop", "guess_and_check", "make_optimizer",
+    "make_sampler",
     "matrix_completion", "matrix_sensing", "regenerate", "scale_by_group_rms", "scaled",
     "summarize", "uniform",
 ]

@@ -155,6 +155,19 @@ def train(problem, model, optimizer, *, seed=0, runs=1, steps=1000, init_scale=1
       init_scale: scale of the initialization (> 0).
       log_every: steps between logged losses (>= 1).
     """
+    return train_many([problem], model, optimizer, seed=seed, runs=runs, steps=steps,
+                      init_scale=init_scale, log_every=log_every)[0]
+
+
+def train_many(problem_list, model, optimizer, *, seed=0, runs=1, steps=1000, init_scale=1e-3,
+               log_every=100):
+    """:func:`train` on several problems of one shape at once: one compiled program.
+
+    A sweep's seeds are fresh problems of equal shape (Alexander et al. 2025), so all
+    of them, times ``runs`` initializations each, are vmapped together. Run ``r``
+    of every problem starts from the same initialization. Returns one
+    :class:`GDResult` per problem, in order.
+    """
     for name, value in (("runs", runs), ("steps", steps), ("log_every", log_every)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -165,25 +178,36 @@ def train(problem, model, optimizer, *, seed=0, runs=1, steps=1000, init_scale=1
         raise ValueError(f"init_scale must be a finite number > 0, got {init_scale!r}")
     if not isinstance(optimizer, optax.GradientTransformation):
         raise ValueError(f"optimizer must be an optax.GradientTransformation, got {optimizer!r}")
-    if (model.n_rows, model.n_cols) != (problem.n_rows, problem.n_cols):
+    if not problem_list:
+        raise ValueError("problem_list must hold at least one problem")
+    shapes = {(len(p.train_labels), len(p.test_labels), p.n_rows, p.n_cols) for p in problem_list}
+    if len(shapes) > 1:
+        raise ValueError(f"problems must share their shape to be trained together, got {shapes}")
+    first = problem_list[0]
+    if (model.n_rows, model.n_cols) != (first.n_rows, first.n_cols):
         raise ValueError(f"model is {model.n_rows}x{model.n_cols} but the problem is "
-                         f"{problem.n_rows}x{problem.n_cols}")
+                         f"{first.n_rows}x{first.n_cols}")
 
-    ops, labels = problems.stacked_operators(problem)
-    n_train = len(problem.train_labels)
-    program = _program(model, optimizer, int(runs), int(steps), int(log_every), n_train)
-    train_loss, gen_loss, matrices = program(
-        jax.random.key(seed), ops, labels, jnp.asarray(init_scale, jnp.float32))
-    train_loss, gen_loss = np.asarray(train_loss), np.asarray(gen_loss)
-    return GDResult(steps=np.arange(0, steps + 1, log_every),
-                    train_loss=train_loss, gen_loss=gen_loss,
-                    final_train_loss=train_loss[:, -1], final_gen_loss=gen_loss[:, -1],
-                    final_matrix=np.asarray(matrices))
+    ops, labels = zip(*(problems.stacked_operators(p) for p in problem_list))
+    n_train = len(first.train_labels)
+    program = _program(model, optimizer, len(problem_list), int(runs), int(steps),
+                       int(log_every), n_train)
+    train_loss, gen_loss, matrices = (np.asarray(x) for x in program(
+        jax.random.key(seed), jnp.stack(ops), jnp.stack(labels),
+        jnp.asarray(init_scale, jnp.float32)))
+    logged = np.arange(0, steps + 1, log_every)
+    return [GDResult(steps=logged, train_loss=t, gen_loss=g, final_train_loss=t[:, -1],
+                     final_gen_loss=g[:, -1], final_matrix=m)
+            for t, g, m in zip(train_loss, gen_loss, matrices)]
 
 
 @functools.lru_cache(maxsize=64)
-def _program(model, optimizer, runs, steps, log_every, n_train):
-    """The jitted ``(key, ops, labels, init_scale) -> (train, gen, matrices)`` of one setting."""
+def _program(model, optimizer, n_problems, runs, steps, log_every, n_train):
+    """The jitted ``(key, ops, labels, init_scale) -> (train, gen, matrices)`` of one setting.
+
+    ``ops`` and ``labels`` carry a leading axis of ``n_problems``; outputs carry
+    (problem, run) axes.
+    """
 
     def losses(layers, ops, labels):
         flat = models.end_to_end(model, layers).reshape(-1)
@@ -213,6 +237,7 @@ def _program(model, optimizer, runs, steps, log_every, n_train):
 
     def program(base_key, ops, labels, init_scale):
         keys = jax.vmap(lambda run: jax.random.fold_in(base_key, run))(jnp.arange(runs))
-        return jax.vmap(one_run, in_axes=(0, None, None, None))(keys, ops, labels, init_scale)
+        all_runs = jax.vmap(one_run, in_axes=(0, None, None, None))
+        return jax.vmap(all_runs, in_axes=(None, 0, 0, None))(keys, ops, labels, init_scale)
 
     return jax.jit(program)

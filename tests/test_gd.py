@@ -244,3 +244,29 @@ def test_train_validates_arguments(sensing_problem, linear_model, kwargs, messag
 def test_train_rejects_mismatched_model(sensing_problem):
     with pytest.raises(ValueError, match="model is 4x5 but the problem is 5x5"):
         gd.train(sensing_problem, models.factorization(4, 5, 2, 5), gd.make_optimizer("sgd", 0.1))
+
+
+def test_train_many_equals_train_per_problem(linear_model):
+    """Problems of one shape train together; each result matches training it alone
+    (vmapped, so equal within float tolerance, not bitwise)."""
+    problem_list = [problems.matrix_sensing(seed=s) for s in range(3)]
+    optimizer = gd.make_optimizer("grouprmsprop", 1e-2)
+    kwargs = dict(seed=SEED, runs=2, steps=300, init_scale=INIT_SCALE, log_every=100)
+    together = gd.train_many(problem_list, linear_model, optimizer, **kwargs)
+    assert len(together) == 3
+    for problem, result in zip(problem_list, together):
+        alone = gd.train(problem, linear_model, optimizer, **kwargs)
+        assert result.train_loss.shape == alone.train_loss.shape == (2, 4)
+        # 300 steps, before the chaotic regime near the loss floor: agreement to ~1e-5
+        np.testing.assert_allclose(result.train_loss, alone.train_loss, rtol=1e-4)
+        np.testing.assert_allclose(result.final_matrix, alone.final_matrix, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(together[0].final_gen_loss, together[1].final_gen_loss)
+
+
+def test_train_many_rejects_mixed_shapes(linear_model):
+    optimizer = gd.make_optimizer("sgd", 0.1)
+    with pytest.raises(ValueError, match="must share their shape"):
+        gd.train_many([problems.matrix_sensing(measurements=15),
+                       problems.matrix_sensing(measurements=14)], linear_model, optimizer)
+    with pytest.raises(ValueError, match="at least one problem"):
+        gd.train_many([], linear_model, optimizer)
