@@ -36,6 +36,23 @@ def _ts_reason(err: Exception) -> str:
     return str(err).split(" [tensorstore_spec=")[0]
 
 
+def _opened(futures, code, code_message, failure):
+    """Wait for tensorstore opens; errors become one-line RunDirErrors.
+
+    An error with status ``code`` gives ``code_message(name)``; any other gives
+    ``failure`` plus tensorstore's reason.
+    """
+    stores = {}
+    for name, fut in futures.items():
+        try:
+            stores[name] = fut.result()
+        except ValueError as e:
+            if code in str(e):
+                raise RunDirError(code_message(name)) from None
+            raise RunDirError(f"{failure}: {_ts_reason(e)}") from None
+    return stores
+
+
 # --------------------------------------------------------------------------- dirs
 
 
@@ -178,16 +195,10 @@ class AcceptedWriter:
                 "compressor": None,  # random floats do not compress; skip the cost
             }
             futures[name] = ts.open(spec, create=True)
-        self._stores = {}
-        for name, fut in futures.items():
-            try:
-                self._stores[name] = fut.result()
-            except ValueError as e:
-                if "ALREADY_EXISTS" in str(e):
-                    raise RunDirError(
-                        f"accepted arrays already exist in {run_dir}; choose another --out"
-                    ) from None
-                raise RunDirError(f"cannot create accepted arrays in {run_dir}: {_ts_reason(e)}") from None
+        self._stores = _opened(
+            futures, "ALREADY_EXISTS",
+            lambda name: f"accepted arrays already exist in {run_dir}; choose another --out",
+            f"cannot create accepted arrays in {run_dir}")
         self._size = 0  # rows the on-disk arrays currently span
         self._written = 0  # rows durably written
         self._buf_start = 0  # chunk-aligned row where the host buffer starts
@@ -288,15 +299,9 @@ class AcceptedWriter:
 def read_accepted(run_dir) -> dict[str, np.ndarray]:
     """Read all accepted rows of a run as numpy arrays keyed like ``ACCEPTED_FIELDS``."""
     futures = {name: ts.open(_spec(run_dir, name), read=True) for name in ACCEPTED_FIELDS}
-    stores = {}
-    for name, fut in futures.items():
-        try:
-            stores[name] = fut.result()
-        except ValueError as e:
-            if "NOT_FOUND" in str(e):
-                raise RunDirError(
-                    f"no accepted draws in {run_dir} (missing {ACCEPTED_DIR}/{name})"
-                ) from None
-            raise RunDirError(f"cannot read accepted draws in {run_dir}: {_ts_reason(e)}") from None
+    stores = _opened(
+        futures, "NOT_FOUND",
+        lambda name: f"no accepted draws in {run_dir} (missing {ACCEPTED_DIR}/{name})",
+        f"cannot read accepted draws in {run_dir}")
     reads = {name: s.read() for name, s in stores.items()}
     return {name: fut.result() for name, fut in reads.items()}
