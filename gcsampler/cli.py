@@ -5,7 +5,6 @@ Flags are absl flags (so ``--flagfile`` works), parsed per subcommand through
 exit code 2; nothing on disk is touched before the input has been checked.
 """
 
-import argparse
 import dataclasses
 import math
 import pathlib

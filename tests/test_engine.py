@@ -567,7 +567,7 @@ def test_distribution_matches_numpy_reference(engine_matrices):
 
 def test_distribution_test_rejects_wrong_scaling(engine_matrices):
     model, fn, got = engine_matrices
-    (rows, k), (_, cols) = model.layer_shapes[0], model.layer_shapes[-1]
+    rows, k = model.layer_shapes[0]
     right = [c**-0.5 for _, c in model.layer_shapes]
     wrong = {
         "first layer by rows": [rows**-0.5] + right[1:],
