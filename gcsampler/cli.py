@@ -14,7 +14,8 @@ import numpy as np
 from absl import flags
 from absl.flags import argparse_flags
 
-from gcsampler import config, gd, models, priors, problems, progress, samplers, store
+from gcsampler import (aggregate, config, gd, models, presets, priors, problems, progress,
+                       samplers, store, sweep)
 
 DEFAULTS = config.RunConfig()
 
@@ -93,10 +94,40 @@ def _flag_values(rows):
     return values
 
 
+def _sweep_flag_rows():
+    """`gcsampler run`'s flags minus the seeds (the sweep sets them), plus the sweep's own."""
+    rows = []
+    for row in RUN_FLAGS:
+        if row[0] in sweep.NOT_SWEEPABLE:
+            continue
+        if row[0] == "gd_runs":
+            row = (row[0], row[1], 1, "Independent GD runs per seed (the paper: 1).")
+        if row[0] == "out":
+            row = (row[0], row[1], None, "Sweep directory to create (default: runs/<time>-sweep-<name>).")
+        rows.append(row)
+    return (
+        ("preset", "string", None, "Run one of the paper's experiments (see --list_presets); "
+                                   "flags given explicitly override its settings."),
+        ("list_presets", "boolean", False, "List the presets and exit."),
+        ("vary", "string", None, "The swept setting and its values: AXIS=V1,V2,... "
+                                 "(e.g. width=5,10,20 or activation=linear,tanh)."),
+        ("seeds", "integer", presets.SEEDS,
+         "Seeds per value; seed s is a fresh problem (problem seed s) and G&C/GD seed s."),
+        ("scale", "float", 1.0, "Multiply every cell's number of draws by this factor in (0, 1] "
+                                "for a quick look; results.csv and the figures say so."),
+        *rows,
+    )
+
+
 REPORT_FLAGS = (
     ("eps", "float", None, "Also report G&C at this threshold: exact from the accepted rows "
                            "at or below the run's eps, from the train-loss bins above it."),
     ("plot", "boolean", False, "(Re)write the run's figures (losses.png, gd_curves.png)."),
+)
+PLOT_FLAGS = (
+    ("eps", "float", None, "Re-threshold every cell at this eps first (exact at or below the "
+                           "runs' eps, from the train-loss bins above it)."),
+    ("y", "enum", "gen_loss", "What to plot against the swept setting.", aggregate.QUANTITY_NAMES),
 )
 REGENERATE_FLAGS = (
     ("index", "string", None, "Global index of the draw to regenerate."),
@@ -121,6 +152,18 @@ def build_parser():
                                  inherited_absl_flags=report_values, allow_abbrev=False)
     report.add_argument("run_dir", metavar="RUN")
     report.set_defaults(handler=report_command, flag_values=report_values)
+    sweep_values = _flag_values(_sweep_flag_rows())
+    sweep_parser = commands.add_parser(
+        "sweep", help="vary one setting over values and seeds: G&C, GD and references per cell",
+        inherited_absl_flags=sweep_values, allow_abbrev=False,
+        description="Run G&C, GD and the reference solutions for every (value, seed) cell of a "
+                    "sweep; write one run directory per cell, results.csv and the figures.")
+    sweep_parser.set_defaults(handler=sweep_command, flag_values=sweep_values)
+    plot_values = _flag_values(PLOT_FLAGS)
+    plot = commands.add_parser("plot", help="redraw a sweep's figures (another eps or y-axis)",
+                               inherited_absl_flags=plot_values, allow_abbrev=False)
+    plot.add_argument("sweep_dir", metavar="SWEEP")
+    plot.set_defaults(handler=plot_command, flag_values=plot_values)
     regen_values = _flag_values(REGENERATE_FLAGS)
     regen = commands.add_parser("regenerate", help="write the full weights of one draw to .npz",
                                 inherited_absl_flags=regen_values, allow_abbrev=False)
@@ -153,7 +196,7 @@ def _fail(message, code):
     sys.exit(code)
 
 
-def parse_count(name, text, allow_auto=False):
+def parse_count(name, text, allow_auto=False, command="run"):
     """An integer flag value that may be written 1e8; 'auto' -> None where allowed."""
     if allow_auto and text == "auto":
         return None
@@ -163,15 +206,13 @@ def parse_count(name, text, allow_auto=False):
         value = math.nan
     if not (math.isfinite(value) and value == int(value) and value >= 1):
         allowed = "a positive integer (1e8 is fine)" + (" or 'auto'" if allow_auto else "")
-        raise UsageError(f"gcsampler run: --{name} must be {allowed}, got {text!r}")
+        raise UsageError(f"gcsampler {command}: --{name} must be {allowed}, got {text!r}")
     return int(value)
 
 
 def run_config(values):
     """The RunConfig described by parsed `run` flags (validated)."""
-    settings = {f.name: values[f.name].value for f in dataclasses.fields(config.RunConfig)}
-    settings["samples"] = parse_count("samples", values.samples)
-    settings["batch"] = parse_count("batch", values.batch, allow_auto=True)
+    settings = _settings(values, [f.name for f in dataclasses.fields(config.RunConfig)], "run")
     try:
         cfg = config.RunConfig(**settings).validate()
     except ValueError as err:
@@ -180,12 +221,13 @@ def run_config(values):
     return cfg
 
 
-def _check_devices(requested):
+def _check_devices(requested, command="run"):
     import jax  # imported late: JAX_NUM_CPU_DEVICES must be read first
 
     available = jax.local_devices()
     if requested != "all" and int(requested) > len(available):
-        raise UsageError(f"gcsampler run: --devices must be 'all' or an integer in [1, {len(available)}] "
+        raise UsageError(f"gcsampler {command}: --devices must be 'all' or an integer in "
+                         f"[1, {len(available)}] "
                          f"(this machine has {len(available)} {available[0].platform} "
                          f"device(s)), got {requested}")
 
@@ -236,6 +278,106 @@ def _write_plots(run_dir):
         print(f"figure: {path}")
 
 
+def sweep_spec(values):
+    """The SweepSpec described by parsed `sweep` flags (every cell validated)."""
+    fields = [f.name for f in dataclasses.fields(config.RunConfig)
+              if f.name not in sweep.NOT_SWEEPABLE]
+    given = _settings(values, [name for name in fields if values[name].present], "sweep")
+    try:
+        if values.preset is not None:
+            preset = presets.get(values.preset)
+            axis, axis_values = preset.axis, preset.values
+            settings, per_value, overrides = dict(preset.settings), dict(preset.per_value), given
+            title = f"{preset.figure}: {preset.description} ({preset.name})"
+        elif values.vary is None:
+            raise ValueError("give --preset NAME (see --list_presets) or --vary AXIS=V1,V2,...")
+        else:
+            axis, per_value, overrides, title = None, {}, {}, None
+            settings = _settings(values, fields, "sweep")
+        if values.vary is not None:
+            axis, _, text = values.vary.partition("=")
+            axis_values = sweep.parse_values(axis.strip(), text)
+            axis = axis.strip()
+            per_value = per_value if values.preset and axis == preset.axis else {}
+            title = title or f"{axis} sweep"
+        spec = sweep.SweepSpec(axis=axis, values=axis_values, seeds=values.seeds,
+                               settings=settings, per_value=per_value, overrides=overrides,
+                               scale=values.scale, preset=values.preset, title=title)
+        sweep.expand(spec)
+    except ValueError as err:
+        raise UsageError(f"gcsampler sweep: {err}") from None
+    return spec
+
+
+def _settings(values, names, command):
+    """RunConfig settings from the flags ``names``, with draw counts parsed (1e8 -> int)."""
+    settings = {name: values[name].value for name in names}
+    for name, allow_auto in (("samples", False), ("batch", True)):
+        if name in settings:
+            settings[name] = parse_count(name, settings[name], allow_auto, command)
+    return settings
+
+
+def sweep_command(args, values):
+    if values.list_presets:
+        print(presets.listing())
+        return 0
+    spec = sweep_spec(values)
+    _check_devices(values.devices, command="sweep")
+    name = spec.preset or f"{spec.axis}"
+    out = pathlib.Path(values.out) if values.out else pathlib.Path("runs") / store.default_run_name(
+        f"sweep-{name}")
+    rows = sweep.run(spec, out)
+    print(f"\n{spec.title}")
+    _report_sweep(out, rows, spec.axis, "gen_loss", spec.title, stem="gen_loss")
+    _report_sweep(out, rows, spec.axis, "acceptance_rate", spec.title, stem="acceptance_rate",
+                  table=False)
+    print(f"results: {out / sweep.RESULTS_FILE}")
+    return 0
+
+
+def plot_command(args, values):
+    if values.eps is not None and not (math.isfinite(values.eps) and values.eps > 0):
+        raise UsageError(f"gcsampler plot: --eps must be a positive finite number, got {values.eps}")
+    record, rows = sweep.load(args.sweep_dir, values.eps)
+    if not rows:
+        raise store.RunDirError(f"{args.sweep_dir} has no finished cell to plot")
+    stem = values.y + (f"_eps{values.eps:g}" if values.eps is not None else "")
+    title = record.get("title") or f"{record['axis']} sweep"
+    if values.eps is not None:
+        title += f", re-thresholded at eps={values.eps:g}"
+    _report_sweep(pathlib.Path(args.sweep_dir), rows, record["axis"], values.y, title, stem=stem)
+    return 0
+
+
+def _report_sweep(sweep_dir, rows, axis, quantity, title, *, stem, table=True):
+    """Print the median table of ``quantity`` and write its figures (PNG and PDF)."""
+    from gcsampler import plots
+
+    if table:
+        print(aggregate.median_table(rows, axis, quantity))
+    if not plots.available():
+        print(plots.INSTALL_HINT)
+        return
+    for path in plots.plot_sweep(rows, axis, sweep_dir / stem, quantity=quantity, title=title,
+                                 note=sample_note(rows)):
+        print(f"figure: {path}")
+
+
+def sample_note(rows):
+    """'1e+06 draws per seed' plus the scale factor when the counts were scaled down."""
+    draws = sorted({row["samples"] for row in rows})
+    scale = rows[0]["samples_scale"]
+    text = f"{', '.join(f'{d:.3g}' for d in draws)} draws per seed"
+    if scale < 1:
+        text += f" (scaled x{scale:g} from the setting's {draws[-1] / scale:.3g})"
+    effective = sorted({row["effective_eps"] for row in rows if "effective_eps" in row
+                        and math.isfinite(row["effective_eps"])})
+    if effective and effective != [rows[0]["eps"]]:
+        text += f"; effective eps {', '.join(f'{e:.4g}' for e in effective)} (train-loss bins)"
+    return text
+
+
 def regenerate_command(args, values):
     from gcsampler import runner
 
@@ -278,6 +420,8 @@ def result_table(s):
         ("GD gen loss", f"{_fmt(s.get('gd_gen_loss'))}"
                         + (f" (mean of {len(s['gd_gen_loss_runs'])} runs)"
                            if s.get("gd_gen_loss_runs") else " (GD not run)")),
+        ("reference gen loss", f"min nuclear norm {_fmt(s.get('min_nuclear_gen_loss'))}, "
+                               f"min Frobenius norm {_fmt(s.get('min_frobenius_gen_loss'))}"),
         ("non-finite draws", f"{s['nonfinite']:,}"),
         ("throughput", f"{progress.format_count(s.get('samples_per_second') or 0)} samples/s "
                        f"({s.get('seconds', 0):.1f} s)"),

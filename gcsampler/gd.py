@@ -164,9 +164,11 @@ def train_many(problem_list, model, optimizer, *, seed=0, runs=1, steps=1000, in
     """:func:`train` on several problems of one shape at once: one compiled program.
 
     A sweep's seeds are fresh problems of equal shape (Alexander et al. 2025), so all
-    of them, times ``runs`` initializations each, are vmapped together. Run ``r``
-    of every problem starts from the same initialization. Returns one
-    :class:`GDResult` per problem, in order.
+    of them, times ``runs`` initializations each, are vmapped together. ``seed`` is
+    one seed for all problems (run ``r`` of every problem then starts from the same
+    initialization) or a sequence of one seed per problem; either way problem ``p``
+    gets exactly the runs ``train(problem_list[p], ..., seed=its seed)`` would.
+    Returns one :class:`GDResult` per problem, in order.
     """
     for name, value in (("runs", runs), ("steps", steps), ("log_every", log_every)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
@@ -183,6 +185,12 @@ def train_many(problem_list, model, optimizer, *, seed=0, runs=1, steps=1000, in
     shapes = {(len(p.train_labels), len(p.test_labels), p.n_rows, p.n_cols) for p in problem_list}
     if len(shapes) > 1:
         raise ValueError(f"problems must share their shape to be trained together, got {shapes}")
+    seeds = np.asarray(seed)
+    if not (np.issubdtype(seeds.dtype, np.integer) and np.all(seeds >= 0)
+            and np.all(seeds < 2**32) and seeds.shape in ((), (len(problem_list),))):
+        raise ValueError(f"seed must be a non-negative integer below 2**32 or one such per "
+                         f"problem, got {seed!r}")
+    seeds = np.broadcast_to(seeds, (len(problem_list),))
     first = problem_list[0]
     if (model.n_rows, model.n_cols) != (first.n_rows, first.n_cols):
         raise ValueError(f"model is {model.n_rows}x{model.n_cols} but the problem is "
@@ -193,7 +201,7 @@ def train_many(problem_list, model, optimizer, *, seed=0, runs=1, steps=1000, in
     program = _program(model, optimizer, len(problem_list), int(runs), int(steps),
                        int(log_every), n_train)
     train_loss, gen_loss, matrices = (np.asarray(x) for x in program(
-        jax.random.key(seed), jnp.stack(ops), jnp.stack(labels),
+        jnp.asarray(seeds, jnp.uint32), jnp.stack(ops), jnp.stack(labels),
         jnp.asarray(init_scale, jnp.float32)))
     logged = np.arange(0, steps + 1, log_every)
     return [GDResult(steps=logged, train_loss=t, gen_loss=g, final_train_loss=t[:, -1],
@@ -203,10 +211,10 @@ def train_many(problem_list, model, optimizer, *, seed=0, runs=1, steps=1000, in
 
 @functools.lru_cache(maxsize=64)
 def _program(model, optimizer, n_problems, runs, steps, log_every, n_train):
-    """The jitted ``(key, ops, labels, init_scale) -> (train, gen, matrices)`` of one setting.
+    """The jitted ``(seeds, ops, labels, init_scale) -> (train, gen, matrices)`` of one setting.
 
-    ``ops`` and ``labels`` carry a leading axis of ``n_problems``; outputs carry
-    (problem, run) axes.
+    ``seeds``, ``ops`` and ``labels`` carry a leading axis of ``n_problems``;
+    outputs carry (problem, run) axes.
     """
 
     def losses(layers, ops, labels):
@@ -235,9 +243,12 @@ def _program(model, optimizer, n_problems, runs, steps, log_every, n_train):
                                 for first, rest in zip(initial, logged))
         return train_loss, gen_loss, models.end_to_end(model, layers)
 
-    def program(base_key, ops, labels, init_scale):
+    def all_runs(seed, ops, labels, init_scale):
+        base_key = jax.random.key(seed)
         keys = jax.vmap(lambda run: jax.random.fold_in(base_key, run))(jnp.arange(runs))
-        all_runs = jax.vmap(one_run, in_axes=(0, None, None, None))
-        return jax.vmap(all_runs, in_axes=(None, 0, 0, None))(keys, ops, labels, init_scale)
+        return jax.vmap(one_run, in_axes=(0, None, None, None))(keys, ops, labels, init_scale)
+
+    def program(seeds, ops, labels, init_scale):
+        return jax.vmap(all_runs, in_axes=(0, 0, 0, None))(seeds, ops, labels, init_scale)
 
     return jax.jit(program)

@@ -3,6 +3,9 @@
 - ``losses.png``: the 2-D histogram of (log10 train loss, log10 gen loss) over all
   draws, with the acceptance threshold and the prior, G&C and GD gen losses marked.
 - ``gd_curves.png``: GD train and gen loss against steps, one line per run.
+
+``plot_sweep`` draws a sweep (one setting varied over seeds): per swept value, the median over
+seeds with an inter-quartile bar, as in the paper's figures.
 """
 
 import math
@@ -10,7 +13,7 @@ import pathlib
 
 import numpy as np
 
-from gcsampler import store
+from gcsampler import aggregate, store
 
 INSTALL_HINT = "plots need matplotlib: pip install -e '.[plots]'"
 
@@ -106,3 +109,102 @@ def _plot_gd(run_dir):
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+# Colours match losses.png: G&C red, GD black, the prior gray. Reference solutions are dashed.
+_SWEEP_STYLE = {
+    "gnc_gen_loss": {"color": "red", "marker": "o"},
+    "acceptance_rate": {"color": "red", "marker": "o"},
+    "gd_gen_loss": {"color": "black", "marker": "s"},
+    "prior_gen_loss": {"color": "tab:gray", "marker": "^"},
+    "min_nuclear_gen_loss": {"color": "tab:blue", "linestyle": "--"},
+    "min_frobenius_gen_loss": {"color": "tab:green", "linestyle": "--"},
+}
+_SERIES_SPACING = 5 / 72  # inches between the series at one x, so their bars do not overlap
+
+
+def _is_number(value):
+    return (isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, (bool, np.bool_)))
+
+
+def _sweep_axis(rows, axis):
+    """The swept values in plotting order, their x positions, and the x scale.
+
+    Numbers are sorted and placed at their value, on a "log" scale when all positive and
+    spanning a factor of 10 or more (e.g. widths), else "linear" (e.g. depths); anything else
+    (str, bool) is a "category" at 0, 1, ... in first-appearance order.
+    """
+    values = list(dict.fromkeys(row[axis] for row in rows))
+    if not all(map(_is_number, values)):
+        return values, list(range(len(values))), "category"
+    values.sort()
+    low, high = float(values[0]), float(values[-1])
+    return values, [float(v) for v in values], "log" if 0 < low and 10 * low <= high else "linear"
+
+
+def plot_sweep(rows, axis, out_stem, *, quantity="gen_loss", title="", note=""):
+    """Figure of one sweep: per value of ``row[axis]``, each series' median over seeds with
+    an inter-quartile bar; writes ``out_stem.png`` and ``out_stem.pdf`` and returns both.
+
+    The series are ``aggregate.QUANTITIES[quantity]``; one with no finite value is left out.
+    A point whose median comes from fewer seeds than another series' at that x is marked
+    ``n=k``. ``note`` is a small line under the title (e.g. the draws per seed).
+    """
+    if not rows:
+        raise ValueError("plot_sweep: no rows")
+    plt = _pyplot()
+    from matplotlib.transforms import ScaledTranslation
+
+    spec = aggregate.QUANTITIES[quantity]
+    values, positions, x_scale = _sweep_axis(rows, axis)
+    plotted = []
+    for label, column in spec.series:
+        by_value = {band.value: band for band in aggregate.median_iqr(rows, axis, column)}
+        bands = [by_value[value] for value in values]
+        if any(band.n for band in bands):
+            plotted.append((label, column, bands))
+    max_n = [max((bands[i].n for _, _, bands in plotted), default=0)
+             for i in range(len(values))]
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for index, (label, column, bands) in enumerate(plotted):
+        shift = (index - (len(plotted) - 1) / 2) * _SERIES_SPACING
+        median, q25, q75 = np.array([(b.median, b.q25, b.q75) for b in bands]).T
+        style = _SWEEP_STYLE.get(column, {"marker": "o"})
+        bars = ax.errorbar(positions, median, yerr=[median - q25, q75 - median], label=label,
+                           capsize=3, **style)
+        # Shift after drawing, so the axis limits come from the unshifted data.
+        shifted = ax.transData + ScaledTranslation(shift, 0, fig.dpi_scale_trans)
+        for artist in bars.get_children():
+            artist.set_transform(shifted)
+        for x, band, most in zip(positions, bands, max_n):
+            if 0 < band.n < most:
+                ax.annotate(f"n={band.n}", (x, band.median), xytext=(shift * 72 + 4, 4),
+                            textcoords="offset points", fontsize="x-small",
+                            color=style.get("color"))
+
+    drawn = np.array([(b.median, b.q25, b.q75) for _, _, bands in plotted for b in bands])
+    drawn = drawn[np.isfinite(drawn)]
+    if drawn.size and drawn.min() > 0:
+        ax.set_yscale("log")
+    if x_scale == "log":
+        ax.set_xscale("log")
+    elif x_scale == "category":
+        ax.set_xlim(-0.5, len(values) - 0.5)
+    ax.set_xticks(positions, [str(value) for value in values])
+    ax.set_xticks([], minor=True)
+    ax.set_xlabel(axis)
+    ax.set_ylabel(spec.label)
+    ax.set_title(title, pad=16 if note else 6)
+    if note:
+        ax.text(0.5, 1.01, note, transform=ax.transAxes, ha="center", va="bottom",
+                fontsize="small", color="dimgray")
+    if plotted:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
+    out_stem = pathlib.Path(out_stem)
+    paths = [out_stem.with_name(out_stem.name + suffix) for suffix in (".png", ".pdf")]
+    for path in paths:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return paths

@@ -26,12 +26,12 @@ def format_duration(seconds):
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-def progress_line(drawn, total, accepted, seconds):
+def progress_line(drawn, total, accepted, seconds, prefix="G&C"):
     """The text of one progress update."""
     rate = drawn / seconds if seconds > 0 else 0.0
     eta = (total - drawn) / rate if rate > 0 else math.inf
     percent = 100.0 * drawn / total if total else 100.0
-    return (f"G&C  {format_count(drawn)}/{format_count(total)} draws ({percent:5.1f}%)  "
+    return (f"{prefix}  {format_count(drawn)}/{format_count(total)} draws ({percent:5.1f}%)  "
             f"accepted {accepted}  {format_count(rate)} samples/s  ETA {format_duration(eta)}")
 
 
@@ -46,14 +46,54 @@ class Progress:
         self._last = -math.inf
 
     def __call__(self, totals, seconds):
+        self.show(totals.drawn, totals.accepted, seconds)
+
+    def show(self, drawn, accepted, seconds, prefix="G&C"):
+        """Write a line if one is due (always at the end, at most every interval in logs)."""
         now = time.monotonic()
-        done = totals.drawn >= self.total
+        done = drawn >= self.total
         if not (self.interactive or done or now - self._last >= self.log_interval):
             return
         self._last = now
-        line = progress_line(totals.drawn, self.total, totals.accepted, seconds)
+        line = progress_line(drawn, self.total, accepted, seconds, prefix)
         if self.interactive:
             self.stream.write("\r" + line + ("\n" if done else ""))
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
+
+
+class SweepProgress(Progress):
+    """One progress display for all cells of a sweep.
+
+    Counts draws over the whole sweep; samples/s and the ETA use the wall time
+    since the sweep started, so compilation and GD are part of the estimate.
+    """
+
+    def __init__(self, total, cells, stream=None, log_interval=5.0):
+        super().__init__(total, stream, log_interval)
+        self.cells = cells
+        self.finished_draws = 0
+        self.finished_cells = 0
+        self.start = time.monotonic()
+
+    def for_cell(self, name):
+        """The ``on_progress`` callback of the next cell, called ``name``."""
+        prefix = f"sweep cell {self.finished_cells + 1}/{self.cells} ({name})  G&C"
+
+        def report(totals, seconds):
+            del seconds
+            self.show(self.finished_draws + totals.drawn, totals.accepted,
+                      time.monotonic() - self.start, prefix)
+
+        return report
+
+    def note(self, text):
+        """A line of its own between progress updates."""
+        self.stream.write(("\n" if self.interactive else "") + text + "\n")
+        self.stream.flush()
+
+    def finish_cell(self, draws):
+        """Count a finished cell of ``draws`` draws."""
+        self.finished_draws += draws
+        self.finished_cells += 1

@@ -19,7 +19,9 @@ import time
 import jax
 import numpy as np
 
-from gcsampler import __version__, config, draws, engine, gd, kernel, progress, stats, store
+from gcsampler import (__version__, config, draws, engine, gd, kernel, progress, reference, stats,
+                       store)
+
 
 def execute(cfg, run_dir, stream=None):
     """Run G&C (and GD if ``cfg.gd``) and write everything under ``run_dir``.
@@ -27,6 +29,26 @@ def execute(cfg, run_dir, stream=None):
     ``run_dir`` must not exist or be empty. Returns the summary dict.
     """
     stream = stream if stream is not None else sys.stderr
+    summary = run_gnc(cfg, run_dir, progress.Progress(cfg.samples, stream), stream)
+    add_references(summary, cfg.problem())
+    if cfg.gd:
+        stream.write(f"gcsampler: GD ({cfg.gd_optimizer}, lr {cfg.gd_lr:g}, "
+                     f"{cfg.gd_runs} runs x {cfg.gd_steps:,} steps)...\n")
+        start = time.perf_counter()
+        curves = gd.train(cfg.problem(), cfg.model(), cfg.optimizer(), seed=cfg.seed,
+                          runs=cfg.gd_runs, steps=cfg.gd_steps, init_scale=cfg.gd_init_scale,
+                          log_every=cfg.gd_log_every)
+        add_gd(summary, curves, time.perf_counter() - start)
+    store.write_json(pathlib.Path(summary["run_dir"]) / "summary.json", summary)
+    return summary
+
+
+def run_gnc(cfg, run_dir, on_progress, stream):
+    """G&C of ``cfg`` into a new ``run_dir``: config, accepted rows, statistics, summary.
+
+    Returns the summary dict (also written to ``summary.json``); its ``run_dir`` is
+    the directory as created.
+    """
     cfg.validate()
     problem, model, prior = cfg.problem(), cfg.model(), cfg.prior_dist()
     sampler = cfg.resolved_sampler()
@@ -42,24 +64,23 @@ def execute(cfg, run_dir, stream=None):
         result = engine.guess_and_check(
             problem, model, prior, eps=cfg.eps, samples=cfg.samples, seed=cfg.seed,
             sampler=sampler, batch=cfg.batch, devices=cfg.device_count, log2_block=cfg.log2_block,
-            on_rows=writer.append, on_progress=progress.Progress(cfg.samples, stream))
-    totals = result.totals
-    store.save_arrays(run_dir / "statistics.npz", **statistics_arrays(totals))
-    summary = stats.summarize(totals, result.seconds)
+            on_rows=writer.append, on_progress=on_progress)
+    store.save_arrays(run_dir / "statistics.npz", **statistics_arrays(result.totals))
+    summary = stats.summarize(result.totals, result.seconds)
     summary.update(sampler=result.sampler, eps=cfg.eps, run_dir=str(run_dir), gd_gen_loss=math.nan)
     store.write_json(run_dir / "summary.json", summary)
-
-    if cfg.gd:
-        stream.write(f"gcsampler: GD ({cfg.gd_optimizer}, lr {cfg.gd_lr:g}, "
-                     f"{cfg.gd_runs} runs x {cfg.gd_steps:,} steps)...\n")
-        start = time.perf_counter()
-        curves = gd.train(problem, model, cfg.optimizer(), seed=cfg.seed, runs=cfg.gd_runs,
-                          steps=cfg.gd_steps, init_scale=cfg.gd_init_scale,
-                          log_every=cfg.gd_log_every)
-        store.save_arrays(run_dir / "gd.npz", **curves._asdict())
-        summary.update(gd_summary(curves, time.perf_counter() - start))
-        store.write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def add_references(summary, problem):
+    """Add the minimum nuclear- and Frobenius-norm interpolants' losses to ``summary``."""
+    summary.update(reference.reference_losses(problem))
+
+
+def add_gd(summary, curves, seconds):
+    """Save one cell's GD ``curves`` as ``gd.npz`` and add their summary fields."""
+    store.save_arrays(pathlib.Path(summary["run_dir"]) / "gd.npz", **curves._asdict())
+    summary.update(gd_summary(curves, seconds))
 
 
 def statistics_arrays(totals):

@@ -143,6 +143,22 @@ BAD_INVOCATIONS = [
     (["run", "--gd_momentum", "1.5"], "--gd_momentum"),
     (["run", "--gd_optimizer", "lbfgs"], "--gd_optimizer"),
     (["run", "--no_such_flag"], "no_such_flag"),
+    (["sweep"], "--preset NAME"),
+    (["sweep", "--preset", "fig99-linear"], "--preset must be one of"),
+    (["sweep", "--vary", "colour=1,2"], "--vary must name a setting"),
+    (["sweep", "--vary", "seed=1,2"], "seeds come from --seeds"),
+    (["sweep", "--vary", "width=5,x"], "--vary width= takes integers"),
+    (["sweep", "--vary", "width"], "--vary width= needs a comma-separated list"),
+    (["sweep", "--vary", "depth=2,0"], "depth=0: --depth must be a positive integer"),
+    (["sweep", "--vary", "width=5", "--seeds", "0"], "--seeds"),
+    (["sweep", "--vary", "width=5", "--scale", "1.5"], "--scale"),
+    (["sweep", "--vary", "width=5", "--samples", "0"], "--samples"),
+    (["sweep", "--preset", "fig1-linear", "--eps", "-1"], "--eps"),
+    (["sweep", "--preset", "fig1-linear", "--devices", "99"], "--devices"),
+    (["sweep", "--preset", "fig1-linear", "--seed", "3"], "seed"),
+    (["plot", "does/not/exist"], "not a gcsampler sweep directory"),
+    (["plot", "x", "--y", "speed"], "--y"),
+    (["plot", "x", "--eps", "0"], "--eps"),
     (["report"], "RUN"),
     (["report", "does/not/exist"], "not a gcsampler run directory"),
     (["regenerate", "does/not/exist"], "--index"),
@@ -184,3 +200,59 @@ def test_flagfile(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         cli.main(["run", "--flagfile=bad.flags"])
     assert "--width must be a positive integer, got 0" in capsys.readouterr().err
+
+
+SMALL_SWEEP = ["--vary", "width=5,7", "--seeds", "2", "--eps", "0.1", "--samples", "4096",
+               "--log2_block", "10", "--gd_steps", "40", "--gd_log_every", "20",
+               "--gd_lr", "1e-2", "--gd_init_scale", "1e-2"]
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("cli_sweep")
+    proc = gcsampler("sweep", *SMALL_SWEEP, "--scale", "0.5", "--out", "sw", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return cwd, cwd / "sw", proc
+
+
+def test_sweep_writes_cells_csv_and_figures(finished_sweep):
+    cwd, sweep_dir, proc = finished_sweep
+    assert "sweep cell 4/4" in proc.stderr and "GD for width=7" in proc.stderr
+    for cell in ("width=5/seed=0", "width=5/seed=1", "width=7/seed=0", "width=7/seed=1"):
+        summary = json.loads((sweep_dir / "cells" / cell / "summary.json").read_text())
+        assert summary["draws"] == 2048        # 4096 scaled by 0.5
+        assert (sweep_dir / "cells" / cell / "gd.npz").is_file()
+    lines = (sweep_dir / "results.csv").read_text().splitlines()
+    assert len(lines) == 5 and "samples_scale" in lines[0]
+    for stem in ("gen_loss", "acceptance_rate"):
+        for suffix, magic in ((".png", b"\x89PNG"), (".pdf", b"%PDF")):
+            data = (sweep_dir / (stem + suffix)).read_bytes()
+            assert data.startswith(magic) and len(data) > 5_000
+    assert "G&C" in proc.stdout and "scaled x0.5" not in proc.stdout  # the note is on the figure
+    assert f"results: {sweep_dir.name}/results.csv" in proc.stdout
+
+
+def test_plot_redraws_with_another_eps_and_quantity(finished_sweep):
+    cwd, sweep_dir, _ = finished_sweep
+    proc = gcsampler("plot", str(sweep_dir), "--eps", "0.05", "--y", "acceptance_rate", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    for suffix in (".png", ".pdf"):
+        assert (sweep_dir / f"acceptance_rate_eps0.05{suffix}").stat().st_size > 5_000
+    assert "width" in proc.stdout and "G&C acceptance" in proc.stdout
+
+
+def test_sweep_list_presets(capsys):
+    assert cli.main(["sweep", "--list_presets"]) == 0
+    out = capsys.readouterr().out
+    assert "fig1-linear" in out and "fig11-leaky_relu" in out and "1e+09 draws x 8 seeds" in out
+
+
+def test_sweep_help_explains_its_flags(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["sweep", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("--preset", "--list_presets", "--vary", "--seeds", "--scale", "--width",
+                 "--gd_runs"):
+        assert name in out
+    assert "--problem_seed" not in out

@@ -251,11 +251,12 @@ def test_train_many_equals_train_per_problem(linear_model):
     (vmapped, so equal within float tolerance, not bitwise)."""
     problem_list = [problems.matrix_sensing(seed=s) for s in range(3)]
     optimizer = gd.make_optimizer("grouprmsprop", 1e-2)
-    kwargs = dict(seed=SEED, runs=2, steps=300, init_scale=INIT_SCALE, log_every=100)
-    together = gd.train_many(problem_list, linear_model, optimizer, **kwargs)
+    kwargs = dict(runs=2, steps=300, init_scale=INIT_SCALE, log_every=100)
+    seeds = [SEED, SEED + 1, 2**32 - 1]   # one seed per problem, as a sweep gives them
+    together = gd.train_many(problem_list, linear_model, optimizer, seed=seeds, **kwargs)
     assert len(together) == 3
-    for problem, result in zip(problem_list, together):
-        alone = gd.train(problem, linear_model, optimizer, **kwargs)
+    for problem, seed, result in zip(problem_list, seeds, together):
+        alone = gd.train(problem, linear_model, optimizer, seed=seed, **kwargs)
         assert result.train_loss.shape == alone.train_loss.shape == (2, 4)
         # 300 steps, before the chaotic regime near the loss floor: agreement to ~1e-5
         np.testing.assert_allclose(result.train_loss, alone.train_loss, rtol=1e-4)
@@ -270,3 +271,7 @@ def test_train_many_rejects_mixed_shapes(linear_model):
                        problems.matrix_sensing(measurements=14)], linear_model, optimizer)
     with pytest.raises(ValueError, match="at least one problem"):
         gd.train_many([], linear_model, optimizer)
+    with pytest.raises(ValueError, match="one such per problem"):
+        gd.train_many([problems.matrix_sensing()] * 2, linear_model, optimizer, seed=[1, 2, 3])
+    with pytest.raises(ValueError, match="non-negative integer"):
+        gd.train_many([problems.matrix_sensing()], linear_model, optimizer, seed=-1)
