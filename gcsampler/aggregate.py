@@ -23,10 +23,12 @@ class Band(NamedTuple):
 
 
 class Quantity(NamedTuple):
-    """A plottable y quantity: its axis label and its (legend label, row key) series."""
+    """A plottable y quantity: its axis label, its (legend label, row key) series, and
+    whether its y axis is logarithmic."""
 
     label: str
     series: tuple[tuple[str, str], ...]
+    log_y: bool
 
 
 QUANTITIES = {
@@ -36,10 +38,10 @@ QUANTITIES = {
         ("prior (chance)", "prior_gen_loss"),
         ("min nuclear norm", "min_nuclear_gen_loss"),
         ("min Frobenius norm", "min_frobenius_gen_loss"),
-    )),
+    ), log_y=False),  # linear, as in the paper: GD and exact recovery sit at 0
     "acceptance_rate": Quantity("acceptance rate (accepted / draws)", (
         ("G&C acceptance", "acceptance_rate"),
-    )),
+    ), log_y=True),
 }
 QUANTITY_NAMES = tuple(QUANTITIES)  # the choices of the CLI's --y
 

@@ -174,7 +174,7 @@ def build_parser():
 
 def main(argv=None):
     """Entry point; returns the exit code."""
-    argv = sys.argv[1:] if argv is None else argv
+    argv = [_underscored(arg) for arg in (sys.argv[1:] if argv is None else argv)]
     command = f"gcsampler {argv[0]}" if argv and not argv[0].startswith("-") else "gcsampler"
     try:
         args = build_parser().parse_args(argv)
@@ -188,6 +188,14 @@ def main(argv=None):
         _fail(f"{command}: {err}", 2)
     except KeyboardInterrupt:
         _fail(f"{command}: interrupted", 130)
+
+
+def _underscored(arg):
+    """``--list-presets`` -> ``--list_presets``: flags may be written with - or _."""
+    if not arg.startswith("--"):
+        return arg
+    name, equals, value = arg[2:].partition("=")
+    return "--" + name.replace("-", "_") + equals + value
 
 
 def _fail(message, code):

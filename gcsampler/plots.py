@@ -186,7 +186,7 @@ def plot_sweep(rows, axis, out_stem, *, quantity="gen_loss", title="", note=""):
 
     drawn = np.array([(b.median, b.q25, b.q75) for _, _, bands in plotted for b in bands])
     drawn = drawn[np.isfinite(drawn)]
-    if drawn.size and drawn.min() > 0:
+    if spec.log_y and drawn.size and drawn.min() > 0:
         ax.set_yscale("log")
     if x_scale == "log":
         ax.set_xscale("log")

@@ -241,10 +241,17 @@ def test_plot_redraws_with_another_eps_and_quantity(finished_sweep):
     assert "width" in proc.stdout and "G&C acceptance" in proc.stdout
 
 
-def test_sweep_list_presets(capsys):
-    assert cli.main(["sweep", "--list_presets"]) == 0
+@pytest.mark.parametrize("flag", ["--list_presets", "--list-presets"])
+def test_sweep_list_presets(capsys, flag):
+    assert cli.main(["sweep", flag]) == 0
     out = capsys.readouterr().out
     assert "fig1-linear" in out and "fig11-leaky_relu" in out and "1e+09 draws x 8 seeds" in out
+
+
+def test_flags_may_use_hyphens_but_values_are_kept():
+    assert cli._underscored("--gd-lr=1e-3") == "--gd_lr=1e-3"
+    assert cli._underscored("--out=my-run_dir") == "--out=my-run_dir"
+    assert cli._underscored("my-dir") == "my-dir" and cli._underscored("-5") == "-5"
 
 
 def test_sweep_help_explains_its_flags(capsys):

@@ -134,7 +134,7 @@ def test_plot_sweep_axes(tmp_path, figures, axis, values, x_scale, ticks):
                              note="1e6 draws per seed (x0.01 of the paper's 1e8)")
     check_written(paths, stem)
     (ax,) = figures[0].axes
-    assert ax.get_xscale() == x_scale and ax.get_yscale() == "log"
+    assert ax.get_xscale() == x_scale and ax.get_yscale() == "linear"  # gen loss: as the paper
     assert [label.get_text() for label in ax.get_xticklabels()] == ticks
     assert ax.get_xlabel() == axis and ax.get_ylabel() == "generalization loss"
     # GD (all NaN) and min Frobenius norm (key missing) are left out
@@ -156,6 +156,9 @@ def test_plot_sweep_acceptance_rate(tmp_path, figures):
     (ax,) = figures[0].axes
     assert ax.get_ylabel() == "acceptance rate (accepted / draws)"
     assert ax.get_yscale() == "linear"  # two seeds accepted nothing at width 20: a rate of 0
+    positive = [{**row, "acceptance_rate": row["acceptance_rate"] or 1e-7} for row in rows]
+    plots.plot_sweep(positive, "width", tmp_path / "positive", quantity="acceptance_rate")
+    assert figures[1].axes[0].get_yscale() == "log"
     assert [text.get_text() for text in ax.get_legend().get_texts()] == ["G&C acceptance"]
 
 
