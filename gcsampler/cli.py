@@ -335,10 +335,11 @@ def sweep_command(args, values):
     name = spec.preset or f"{spec.axis}"
     out = pathlib.Path(values.out) if values.out else pathlib.Path("runs") / store.default_run_name(
         f"sweep-{name}")
-    rows = sweep.run(spec, out)
+    sweep.run(spec, out)
+    record, rows = sweep.load(out)
     print(f"\n{spec.title}")
-    _report_sweep(out, rows, spec.axis, "gen_loss", spec.title, stem="gen_loss")
-    _report_sweep(out, rows, spec.axis, "acceptance_rate", spec.title, stem="acceptance_rate",
+    _report_sweep(out, record, rows, "gen_loss", spec.title, stem="gen_loss")
+    _report_sweep(out, record, rows, "acceptance_rate", spec.title, stem="acceptance_rate",
                   table=False)
     print(f"results: {out / sweep.RESULTS_FILE}")
     return 0
@@ -354,36 +355,22 @@ def plot_command(args, values):
     title = record.get("title") or f"{record['axis']} sweep"
     if values.eps is not None:
         title += f", re-thresholded at eps={values.eps:g}"
-    _report_sweep(pathlib.Path(args.sweep_dir), rows, record["axis"], values.y, title, stem=stem)
+    _report_sweep(pathlib.Path(args.sweep_dir), record, rows, values.y, title, stem=stem)
     return 0
 
 
-def _report_sweep(sweep_dir, rows, axis, quantity, title, *, stem, table=True):
+def _report_sweep(sweep_dir, record, rows, quantity, title, *, stem, table=True):
     """Print the median table of ``quantity`` and write its figures (PNG and PDF)."""
     from gcsampler import plots
 
     if table:
-        print(aggregate.median_table(rows, axis, quantity))
+        print(aggregate.median_table(rows, record["axis"], quantity))
     if not plots.available():
         print(plots.INSTALL_HINT)
         return
-    for path in plots.plot_sweep(rows, axis, sweep_dir / stem, quantity=quantity, title=title,
-                                 note=sample_note(rows)):
+    for path in plots.plot_sweep(rows, record["axis"], sweep_dir / stem, quantity=quantity,
+                                 title=title, note=sweep.figure_note(record, rows)):
         print(f"figure: {path}")
-
-
-def sample_note(rows):
-    """'1e+06 draws per seed' plus the scale factor when the counts were scaled down."""
-    draws = sorted({row["samples"] for row in rows})
-    scale = rows[0]["samples_scale"]
-    text = f"{', '.join(f'{d:.3g}' for d in draws)} draws per seed"
-    if scale < 1:
-        text += f" (scaled x{scale:g} from the setting's {draws[-1] / scale:.3g})"
-    effective = sorted({row["effective_eps"] for row in rows if "effective_eps" in row
-                        and math.isfinite(row["effective_eps"])})
-    if effective and effective != [rows[0]["eps"]]:
-        text += f"; effective eps {', '.join(f'{e:.4g}' for e in effective)} (train-loss bins)"
-    return text
 
 
 def regenerate_command(args, values):

@@ -158,6 +158,7 @@ def run(spec, sweep_dir, stream=None):
     Returns the result rows.
     """
     stream = stream if stream is not None else sys.stderr
+    start = time.monotonic()
     cells = expand(spec)
     sweep_dir = store.create_run_dir(sweep_dir)
     store.write_json(sweep_dir / SWEEP_FILE, _record(spec, cells))
@@ -178,6 +179,11 @@ def run(spec, sweep_dir, stream=None):
             store.write_json(pathlib.Path(summary["run_dir"]) / "summary.json", summary)
             rows.append(result_row(cell.cfg, summary, spec.scale, f"cells/{cell.name}"))
         write_results(sweep_dir, rows)
+    device = store.read_json(sweep_dir / "cells" / cells[0].name / "config.json")
+    record = store.read_json(sweep_dir / SWEEP_FILE)
+    record["finished"] = {"wall_seconds": time.monotonic() - start,
+                          "hardware": f"{device['resolved']['devices']} x {device['device_kind']}"}
+    store.write_json(sweep_dir / SWEEP_FILE, record)
     return rows
 
 
@@ -274,6 +280,24 @@ def load(sweep_dir, eps=None):
         raise store.RunDirError(f"{sweep_dir}/{SWEEP_FILE} is not a valid sweep record "
                                 f"(bad or missing {err})") from None
     return record, rows
+
+
+def figure_note(record, rows):
+    """A figure's small print: draws per seed (and their scaling), the effective eps of
+    re-thresholded cells, and the hardware and wall time of a finished sweep."""
+    draws = sorted({row["samples"] for row in rows})
+    scale = record["scale"]
+    text = f"{', '.join(f'{d:.3g}' for d in draws)} draws per seed"
+    if scale < 1:
+        text += f" (scaled x{scale:g} from the setting's {draws[-1] / scale:.3g})"
+    effective = sorted({row["effective_eps"] for row in rows
+                        if math.isfinite(row.get("effective_eps", math.nan))})
+    if effective and effective != [rows[0]["eps"]]:
+        text += f"; effective eps {', '.join(f'{e:.4g}' for e in effective)} (train-loss bins)"
+    if "finished" in record:
+        finished = record["finished"]
+        text += f"; {finished['hardware']}, {finished['wall_seconds'] / 60:.1f} min"
+    return text
 
 
 def _rethresholded(run_dir, draws, eps):

@@ -201,3 +201,15 @@ def test_sweep_refuses_an_existing_directory(tmp_path):
         sweep.run(sweep.SweepSpec("width", (5,), 1, dict(TINY)), tmp_path, io.StringIO())
     assert (tmp_path / "keep.txt").read_text() == "precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_figure_note_says_draws_scale_eps_and_hardware(tiny_sweep):
+    _, sweep_dir, _, _ = tiny_sweep
+    record, rows = sweep.load(sweep_dir)
+    note = sweep.figure_note(record, rows)
+    assert note.startswith("3e+03 draws per seed; 1 x cpu, ") and note.endswith(" min")
+    assert "scaled" not in note
+    scaled = sweep.figure_note({**record, "scale": 0.01}, rows)
+    assert "(scaled x0.01 from the setting's 3e+05)" in scaled
+    _, above = sweep.load(sweep_dir, eps=0.5)   # above the runs' eps: from the bins
+    assert "effective eps 0.3981 (train-loss bins)" in sweep.figure_note(record, above)
