@@ -158,14 +158,14 @@ def run(spec, sweep_dir, stream=None):
     Returns the result rows.
     """
     stream = stream if stream is not None else sys.stderr
-    start = time.monotonic()
+    began = time.monotonic()
     cells = expand(spec)
     sweep_dir = store.create_run_dir(sweep_dir)
     store.write_json(sweep_dir / SWEEP_FILE, _record(spec, cells))
     display = progress.SweepProgress(sum(c.cfg.samples for c in cells), len(cells), stream)
     rows = []
-    for start in range(0, len(cells), spec.seeds):
-        group = cells[start:start + spec.seeds]
+    for first in range(0, len(cells), spec.seeds):
+        group = cells[first:first + spec.seeds]
         summaries = []
         for cell in group:
             summary = runner.run_gnc(cell.cfg, sweep_dir / "cells" / cell.name,
@@ -181,7 +181,7 @@ def run(spec, sweep_dir, stream=None):
         write_results(sweep_dir, rows)
     device = store.read_json(sweep_dir / "cells" / cells[0].name / "config.json")
     record = store.read_json(sweep_dir / SWEEP_FILE)
-    record["finished"] = {"wall_seconds": time.monotonic() - start,
+    record["finished"] = {"wall_seconds": time.monotonic() - began,
                           "hardware": f"{device['resolved']['devices']} x {device['device_kind']}"}
     store.write_json(sweep_dir / SWEEP_FILE, record)
     return rows

@@ -4,6 +4,7 @@ sweep writes run directories and a results.csv that agree with standalone runs."
 import csv
 import io
 import math
+import time
 
 import numpy as np
 import pytest
@@ -121,7 +122,11 @@ def tiny_sweep(tmp_path_factory):
     spec = sweep.SweepSpec("width", (5, 7), 2, dict(TINY), title="tiny")
     sweep_dir = tmp_path_factory.mktemp("sweeps") / "tiny"
     stream = io.StringIO()
+    began = time.monotonic()
     rows = sweep.run(spec, sweep_dir, stream)
+    elapsed = time.monotonic() - began
+    finished = store.read_json(sweep_dir / sweep.SWEEP_FILE)["finished"]
+    assert 0.5 * elapsed < finished["wall_seconds"] <= elapsed
     return spec, sweep_dir, rows, stream.getvalue()
 
 
