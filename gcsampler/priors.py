@@ -127,7 +127,9 @@ def check_prior(prior, model, dtype=jnp.float32):
     try:
         layers = jax.eval_shape(lambda k: sample_layers(prior, model, k, dtype), key)
     except Exception as err:  # a user function that cannot be traced
-        raise ValueError(f"prior {prior.name!r} cannot be traced by JAX: {err}") from err
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ValueError(f"prior {prior.name!r} cannot be traced by JAX "
+                         f"({type(err).__name__}: {reason})") from err
     for layer, (out, shape) in enumerate(zip(layers, model.layer_shapes)):
         if tuple(out.shape) != tuple(shape):
             raise ValueError(f"prior {prior.name!r} returned shape {tuple(out.shape)} for layer "

@@ -69,7 +69,7 @@ def matrix_sensing(seed=0, n_rows=5, n_cols=5, rank=1, gt_norm=1.0, measurements
       measurements: number of train operators m (at most n_rows * n_cols - 1,
         so that a test set remains).
     """
-    _check_sizes(n_rows, n_cols, rank, measurements)
+    _check_sizes(n_rows, n_cols, rank, measurements, gt_norm)
     rng = np.random.default_rng(seed)
     w_star = ground_truth(rng, n_rows, n_cols, rank, gt_norm)
     ops = rng.standard_normal((measurements, n_rows * n_cols))
@@ -80,7 +80,7 @@ def matrix_sensing(seed=0, n_rows=5, n_cols=5, rank=1, gt_norm=1.0, measurements
 
 def matrix_completion(seed=0, n_rows=5, n_cols=5, rank=1, gt_norm=1.0, measurements=15):
     """Matrix completion: ``measurements`` distinct entries observed, the rest tested."""
-    _check_sizes(n_rows, n_cols, rank, measurements)
+    _check_sizes(n_rows, n_cols, rank, measurements, gt_norm)
     rng = np.random.default_rng(seed)
     w_star = ground_truth(rng, n_rows, n_cols, rank, gt_norm)
     size = n_rows * n_cols
@@ -158,7 +158,9 @@ def losses(problem, matrices):
     return train, gen
 
 
-def _check_sizes(n_rows, n_cols, rank, measurements):
+def _check_sizes(n_rows, n_cols, rank, measurements, gt_norm):
+    if not (isinstance(gt_norm, (int, float, np.number)) and np.isfinite(gt_norm) and gt_norm > 0):
+        raise ValueError(f"gt_norm must be a positive finite number, got {gt_norm!r}")
     for name, value in (("n_rows", n_rows), ("n_cols", n_cols), ("rank", rank),
                         ("measurements", measurements)):
         if not isinstance(value, (int, np.integer)) or value < 1:

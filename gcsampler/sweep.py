@@ -88,10 +88,7 @@ def field_types():
 def parse_values(axis, text):
     """The values of ``--vary AXIS=V1,V2,...`` typed like the setting; ValueError if bad."""
     kinds = field_types()
-    if axis not in kinds or axis in NOT_SWEEPABLE:
-        allowed = ", ".join(k for k in kinds if k not in NOT_SWEEPABLE)
-        raise ValueError(f"--vary must name a setting ({allowed}); seeds come from --seeds, "
-                         f"got {axis!r}")
+    check_axis(axis)
     items = [item.strip() for item in text.split(",")]
     if not text.strip() or not all(items):
         raise ValueError(f"--vary {axis}= needs a comma-separated list of values, got {text!r}")
@@ -99,6 +96,15 @@ def parse_values(axis, text):
     if len(set(values)) != len(values):
         raise ValueError(f"--vary {axis}= lists a value twice: {text!r}")
     return values
+
+
+def check_axis(axis):
+    """ValueError unless ``axis`` is a setting a sweep may vary."""
+    kinds = field_types()
+    if axis not in kinds or axis in NOT_SWEEPABLE:
+        allowed = ", ".join(k for k in kinds if k not in NOT_SWEEPABLE)
+        raise ValueError(f"--vary must name a setting ({allowed}); seeds come from --seeds, "
+                         f"got {axis!r}")
 
 
 def _parse_value(axis, kind, item):
@@ -129,6 +135,7 @@ def expand(spec):
     Raises ValueError naming the value and the bad setting if any cell is invalid,
     so nothing runs (or is written) unless every cell can.
     """
+    check_axis(spec.axis)
     if not isinstance(spec.seeds, int) or spec.seeds < 1:
         raise ValueError(f"--seeds must be a positive integer, got {spec.seeds!r}")
     if not (math.isfinite(spec.scale) and 0 < spec.scale <= 1):
