@@ -170,7 +170,7 @@ def run(spec, sweep_dir, stream=None):
     sweep_dir = store.create_run_dir(sweep_dir)
     store.write_json(sweep_dir / SWEEP_FILE, _record(spec, cells))
     display = progress.SweepProgress(sum(c.cfg.samples for c in cells), len(cells), stream)
-    rows = []
+    rows, gd_results = [], {}
     for first in range(0, len(cells), spec.seeds):
         group = cells[first:first + spec.seeds]
         summaries = []
@@ -181,7 +181,7 @@ def run(spec, sweep_dir, stream=None):
             runner.add_references(summary, cell.cfg.problem())
             summaries.append(summary)
         if group[0].cfg.gd:
-            _run_gd(group, summaries, display)
+            _run_gd(group, summaries, display, gd_results)
         for cell, summary in zip(group, summaries):
             store.write_json(pathlib.Path(summary["run_dir"]) / "summary.json", summary)
             rows.append(result_row(cell.cfg, summary, spec.scale, f"cells/{cell.name}"))
@@ -198,20 +198,42 @@ class _Quiet(io.StringIO):
     """Swallows the per-run header line: the sweep shows its own progress."""
 
 
-def _run_gd(group, summaries, display):
-    """GD of one value's seeds in one program; adds each cell's results to its summary."""
+# The settings a cell's GD result depends on: cells that agree on them share one GD run.
+GD_SETTINGS = ("task", "rows", "cols", "rank", "gt_norm", "measurements", "problem_seed", "depth",
+               "width", "activation", "leaky_slope", "seed", "gd_optimizer", "gd_lr",
+               "gd_momentum", "gd_steps", "gd_init_scale", "gd_runs", "gd_log_every")
+
+
+def _gd_key(cfg):
+    return tuple(getattr(cfg, name) for name in GD_SETTINGS)
+
+
+def _run_gd(group, summaries, display, done):
+    """GD of one value's seeds in one vmapped program; adds each cell's results to its summary.
+
+    ``done`` maps :func:`_gd_key` to (result, seconds) of the cells trained so far: a value
+    that leaves GD unchanged (eps, the prior, the number of draws, ...) reuses them, at a
+    cost of 0 seconds.
+    """
+    reused = {_gd_key(c.cfg) for c in group} & set(done)
+    todo = [c for c in group if _gd_key(c.cfg) not in done]
     cfg = group[0].cfg
-    display.note(f"gcsampler sweep: GD for {group[0].label}: {len(group)} seeds x "
-                 f"{cfg.gd_runs} run(s) x {cfg.gd_steps:,} steps ({cfg.gd_optimizer}, "
-                 f"lr {cfg.gd_lr:g})")
-    start = time.perf_counter()
-    curves = gd.train_many([c.cfg.problem() for c in group], cfg.model(), cfg.optimizer(),
-                           seed=[c.cfg.seed for c in group], runs=cfg.gd_runs,
-                           steps=cfg.gd_steps, init_scale=cfg.gd_init_scale,
-                           log_every=cfg.gd_log_every)
-    seconds = (time.perf_counter() - start) / len(group)
-    for summary, result in zip(summaries, curves):
-        runner.add_gd(summary, result, seconds)
+    if todo:
+        display.note(f"gcsampler sweep: GD for {group[0].label}: {len(todo)} seeds x "
+                     f"{cfg.gd_runs} run(s) x {cfg.gd_steps:,} steps ({cfg.gd_optimizer}, "
+                     f"lr {cfg.gd_lr:g})")
+        start = time.perf_counter()
+        curves = gd.train_many([c.cfg.problem() for c in todo], cfg.model(), cfg.optimizer(),
+                               seed=[c.cfg.seed for c in todo], runs=cfg.gd_runs,
+                               steps=cfg.gd_steps, init_scale=cfg.gd_init_scale,
+                               log_every=cfg.gd_log_every)
+        seconds = (time.perf_counter() - start) / len(todo)
+        done.update((_gd_key(c.cfg), (result, seconds)) for c, result in zip(todo, curves))
+    else:
+        display.note(f"gcsampler sweep: GD for {group[0].label}: same as an earlier value, reused")
+    for cell, summary in zip(group, summaries):
+        result, seconds = done[_gd_key(cell.cfg)]
+        runner.add_gd(summary, result, 0.0 if _gd_key(cell.cfg) in reused else seconds)
 
 
 def result_row(cfg, summary, scale, run_dir):

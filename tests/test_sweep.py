@@ -218,3 +218,15 @@ def test_figure_note_says_draws_scale_eps_and_hardware(tiny_sweep):
     assert "(scaled x0.01 from the setting's 3e+05)" in scaled
     _, above = sweep.load(sweep_dir, eps=0.5)   # above the runs' eps: from the bins
     assert "effective eps 0.3981 (train-loss bins)" in sweep.figure_note(record, above)
+
+
+def test_values_that_leave_gd_unchanged_reuse_its_runs(tmp_path):
+    """Sweeping eps changes G&C only: GD trains once per seed and every value reports it."""
+    spec = sweep.SweepSpec("eps", (0.1, 0.05), 2, dict(TINY))
+    stream = io.StringIO()
+    rows = sweep.run(spec, tmp_path / "eps", stream)
+    log = stream.getvalue()
+    assert log.count("GD for eps=0.1: 2 seeds") == 1 and "GD for eps=0.05: same as" in log
+    assert [r["gd_gen_loss"] for r in rows[:2]] == [r["gd_gen_loss"] for r in rows[2:]]
+    assert all(r["gd_seconds"] > 0 for r in rows[:2]) and all(r["gd_seconds"] == 0 for r in rows[2:])
+    assert rows[0]["accepted"] > rows[2]["accepted"]   # G&C did change
