@@ -95,5 +95,15 @@ def end_to_end(model, layers):
 
 
 def frobenius_normalize(matrix):
-    """Divide by the Frobenius norm plus 1e-6, the papers' normalization."""
-    return matrix / (jnp.sqrt(jnp.sum(jnp.square(matrix), axis=(-2, -1), keepdims=True)) + 1e-6)
+    """Divide by the Frobenius norm plus 1e-6, the papers' normalization.
+
+    The sum of squares overflows float32 once entries pass ~1e19 (deep unnormalized
+    products do); the norm is then computed from the matrix divided by its largest
+    entry, so such a draw is still normalized instead of becoming W / inf = 0.
+    """
+    axes = (-2, -1)
+    norm = jnp.sqrt(jnp.sum(jnp.square(matrix), axis=axes, keepdims=True))
+    peak = jnp.max(jnp.abs(matrix), axis=axes, keepdims=True)
+    rescaled = peak * jnp.sqrt(jnp.sum(jnp.square(matrix / peak), axis=axes, keepdims=True))
+    norm = jnp.where(jnp.isinf(norm) & jnp.isfinite(peak), rescaled, norm)
+    return matrix / (norm + 1e-6)

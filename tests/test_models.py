@@ -141,3 +141,15 @@ def test_factorization_rejects_unknown_activation():
         models.factorization(3, 4, 2, 5, activation="gelu")
     with pytest.raises(ValueError, match="activation"):
         models.activation_fn("softplus")
+
+
+def test_frobenius_normalize_survives_overflowing_squares():
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3, 5, 5)).astype(np.float32)
+    plain = w / (np.sqrt(np.sum(w.astype(np.float32) ** 2, axis=(1, 2), keepdims=True)) + 1e-6)
+    # in the normal range it is the papers' formula (to float32 rounding of the norm)
+    np.testing.assert_allclose(models.frobenius_normalize(jnp.asarray(w)), plain, rtol=4e-7)
+    huge = models.frobenius_normalize(jnp.asarray(w * np.float32(1e30)))  # squares overflow
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(huge, np.float64), axis=(1, 2)), 1.0,
+                               rtol=1e-6)
+    np.testing.assert_allclose(huge, plain, rtol=1e-6, atol=1e-7)
