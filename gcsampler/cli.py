@@ -14,8 +14,8 @@ import numpy as np
 from absl import flags
 from absl.flags import argparse_flags
 
-from gcsampler import (aggregate, config, gd, models, presets, priors, problems, progress,
-                       samplers, store, sweep)
+from gcsampler import (aggregate, checkpoint, config, gd, models, presets, priors, problems,
+                       progress, samplers, store, sweep)
 
 DEFAULTS = config.RunConfig()
 
@@ -65,6 +65,20 @@ RUN_FLAGS = (
     ("gd_runs", "integer", DEFAULTS.gd_runs, "Independent GD runs (seeds), vmapped together."),
     ("gd_log_every", "integer", DEFAULTS.gd_log_every, "Steps between logged GD losses."),
     ("out", "string", None, "Run directory to create (default: runs/<time>-<setting>)."),
+)
+
+
+# `gcsampler run` flags that are not settings of a run (so not sweep flags either).
+RUN_CONTROL_FLAGS = (
+    ("resume", "string", None,
+     "Continue the run in this directory from its last checkpoint (after a stop, kill or "
+     "crash), with the same results as a run without a stop. Its settings come from its "
+     "config.json; flags given with --resume must agree with them, except --samples (larger: "
+     "draw more), --batch, --devices and, until GD has run, the GD flags. A finished run says "
+     "so."),
+    ("checkpoint_every", "float", checkpoint.DEFAULT_EVERY,
+     "Seconds between checkpoints of G&C progress (0: after every device call); a killed run "
+     "loses at most this much work plus one device call."),
 )
 
 
@@ -140,7 +154,7 @@ def build_parser():
                             description="Guess & Check sampling of deep matrix factorizations.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     commands.required = True
-    run_values = _flag_values(RUN_FLAGS)
+    run_values = _flag_values(RUN_FLAGS + RUN_CONTROL_FLAGS)
     run = commands.add_parser(
         "run", help="run G&C and the GD baseline, write a run directory",
         inherited_absl_flags=run_values, allow_abbrev=False,
@@ -243,15 +257,48 @@ def _check_devices(requested, command="run"):
 def run_command(args, values):
     from gcsampler import runner
 
+    every = values.checkpoint_every
+    if not (math.isfinite(every) and every >= 0):
+        raise UsageError(f"gcsampler run: --checkpoint_every must be a non-negative number of "
+                         f"seconds, got {every}")
+    if values.resume is not None:
+        return _resume_run(values, every)
     cfg = run_config(values)
     out = pathlib.Path(values.out) if values.out else pathlib.Path("runs") / store.default_run_name(
         cfg.tag())
-    summary = runner.execute(cfg, out)
-    print(result_table(summary))
-    _write_plots(out)
-    print(f"\nNext: `gcsampler report {out} --eps E` re-thresholds; scale up with --samples 1e8 "
-          f"(install with the [cuda] extra to use a GPU).")
+    _print_results(runner.execute(cfg, out, checkpoint_every=every), out)
     return 0
+
+
+def _resume_run(values, every):
+    """`gcsampler run --resume RUN`: continue RUN with the flags given explicitly."""
+    from gcsampler import runner
+
+    if values.out is not None:
+        raise UsageError("gcsampler run: --out cannot be combined with --resume (a resumed run "
+                         "stays in its directory)")
+    fields = [f.name for f in dataclasses.fields(config.RunConfig)]
+    given = _settings(values, [name for name in fields if values[name].present], "run")
+    try:
+        resumption = runner.prepare_resume(values.resume, given)
+    except ValueError as err:
+        raise UsageError(f"gcsampler run: {err}") from None
+    _check_devices(resumption.cfg.devices)
+    if resumption.done:
+        print(f"{values.resume} is complete ({resumption.cfg.samples:,} draws"
+              f"{', GD included' if resumption.cfg.gd else ''}): nothing to resume. "
+              f"`gcsampler report {values.resume}` shows its results; a larger --samples "
+              f"draws more.")
+        return 0
+    _print_results(runner.resume(resumption, checkpoint_every=every), resumption.run_dir)
+    return 0
+
+
+def _print_results(summary, run_dir):
+    print(result_table(summary))
+    _write_plots(run_dir)
+    print(f"\nNext: `gcsampler report {run_dir} --eps E` re-thresholds; scale up with --samples "
+          f"1e8 (install with the [cuda] extra to use a GPU).")
 
 
 def report_command(args, values):
@@ -259,8 +306,10 @@ def report_command(args, values):
 
     cfg, summary = runner.load_run(args.run_dir)
     if summary is None:
-        raise store.RunDirError(f"{args.run_dir} has no summary.json: the run did not finish")
+        raise store.RunDirError(runner.unfinished_message(args.run_dir, cfg))
     print(result_table(summary))
+    if cfg.gd and not runner.gd_ran(summary):
+        print(f"GD has not run yet: `gcsampler run --resume {args.run_dir}` runs it")
     if values.eps is not None:
         if not (math.isfinite(values.eps) and values.eps > 0):
             raise UsageError(f"gcsampler report: --eps must be a positive finite number, "

@@ -5,9 +5,14 @@ at step ``s`` of a call starting at block ``b0`` evaluates blocks
 ``b0 + (s * n_devices + d) * blocks + [0, blocks)``, so flattening the outputs
 (step-major, then device) lists blocks in global order. The host keeps one call
 in flight while it accumulates the previous one.
+
+A run can stop and continue: after each call that ends on a block boundary the
+host totals form a :class:`Snapshot`, and a run started from a snapshot adds
+the remaining blocks to its totals in the same order, so it gives the same bits
+as an uninterrupted run.
 """
 
-import collections
+import copy
 import os
 import time
 from typing import Callable, NamedTuple
@@ -48,6 +53,18 @@ class Schedule(NamedTuple):
     @property
     def draws_per_call(self):
         return self.batch * self.steps * len(self.devices)
+
+
+class Snapshot(NamedTuple):
+    """A point a run can continue from: ``totals`` over draws ``[0, block * 2**log2_block)``.
+
+    Snapshots cover whole blocks only. A partial last block is never part of one,
+    so a run continued from a snapshot with a larger ``samples`` equals a run made
+    with that count from the start.
+    """
+
+    block: int
+    totals: stats.Totals
 
 
 class RunResult(NamedTuple):
@@ -161,7 +178,8 @@ def _build_call(model, prior, sampler, n_train, schedule):
 
 def guess_and_check(problem, model, prior, *, eps, samples, seed=0, sampler="auto", batch=None,
                     devices=None, log2_block=DEFAULT_LOG2_BLOCK, capacity=None,
-                    on_rows: Callable | None = None, on_progress: Callable | None = None):
+                    start: Snapshot | None = None, on_rows: Callable | None = None,
+                    on_progress: Callable | None = None, on_snapshot: Callable | None = None):
     """Draw ``samples`` weight settings and keep those with train loss < ``eps``.
 
     Args:
@@ -177,12 +195,21 @@ def guess_and_check(problem, model, prior, *, eps, samples, seed=0, sampler="aut
         for a fixed block size.
       capacity: accepted rows buffered per device step before falling back to a
         re-evaluation of that step (never dropped).
+      start: continue from this :class:`Snapshot` of a run with the same problem,
+        model, prior, eps, seed, sampler and log2_block (any batch and devices):
+        only the draws from block ``start.block`` on are evaluated (and passed to
+        ``on_rows``), and the totals are bit-identical to an uninterrupted run's.
       on_rows: called as ``on_rows(index, train, gen, matrix)`` with NumPy arrays of
         accepted rows, in increasing index order.
       on_progress: called as ``on_progress(totals, seconds)`` after each call.
+      on_snapshot: called as ``on_snapshot(snapshot)`` after each call that ends on
+        a block boundary (every call except a last one ending in a partial block),
+        once ``on_rows`` has had every row the snapshot counts. The snapshot holds
+        its own copy of the totals.
 
     Returns:
-      RunResult with the host totals, the wall time, the schedule and the sampler used.
+      RunResult with the host totals, the wall time of this call (not of the run
+      a ``start`` came from), the schedule and the sampler used.
     """
     _check_arguments(eps, samples, seed, log2_block)
     if (model.n_rows, model.n_cols) != (problem.n_rows, problem.n_cols):
@@ -194,7 +221,10 @@ def guess_and_check(problem, model, prior, *, eps, samples, seed=0, sampler="aut
                     log2_block=log2_block, capacity=capacity)
     ops, labels = problems.stacked_operators(problem)
     edges = stats.train_loss_edges(eps)
-    totals = stats.Totals(edges=edges)
+    if start is None:
+        start = Snapshot(0, stats.Totals(edges=edges))
+    _check_start(start, edges, samples, schedule.block_size)
+    totals = copy.deepcopy(start.totals)
     n_train = len(problem.train_ops)
     call = compiled_call(model, prior, sampler, n_train, schedule)
     base_key = draws.seed_key(seed)
@@ -204,7 +234,7 @@ def guess_and_check(problem, model, prior, *, eps, samples, seed=0, sampler="aut
             stats.float32_threshold(eps), jnp.asarray(edges))
 
     def launch(first):
-        return first, call(base_key, np.uint32(first), *args)
+        return call(base_key, np.uint32(first), *args)
 
     def overflow_rows(first_block):
         full = schedule._replace(steps=1, devices=schedule.devices[:1], capacity=schedule.batch)
@@ -212,18 +242,42 @@ def guess_and_check(problem, model, prior, *, eps, samples, seed=0, sampler="aut
             base_key, np.uint32(first_block), *args)
         return jax.device_get(out)
 
-    start = time.perf_counter()
-    in_flight = collections.deque([launch(0)])
-    next_block = schedule.draws_per_call // block
-    while in_flight:
-        if next_block < total_blocks:
-            in_flight.append(launch(next_block))
-            next_block += schedule.draws_per_call // block
-        first, out = in_flight.popleft()
+    began = time.perf_counter()
+    blocks_per_call = schedule.draws_per_call // block
+    for first, out in _pipelined(launch, range(start.block, total_blocks, blocks_per_call)):
         _accumulate(totals, jax.device_get(out), first, schedule, on_rows, overflow_rows)
+        covered = min((first + blocks_per_call) * block, samples)
+        if on_snapshot is not None and covered % block == 0:
+            on_snapshot(Snapshot(covered // block, copy.deepcopy(totals)))
         if on_progress is not None:
-            on_progress(totals, time.perf_counter() - start)
-    return RunResult(totals, time.perf_counter() - start, schedule, sampler)
+            on_progress(totals, time.perf_counter() - began)
+    return RunResult(totals, time.perf_counter() - began, schedule, sampler)
+
+
+def _pipelined(launch, firsts):
+    """``launch(first)`` for each call, yielding ``(first, output)`` one call behind, so
+    the next call is already queued on the devices while the host reads one."""
+    previous = None
+    for first in firsts:
+        current = (first, launch(first))
+        if previous is not None:
+            yield previous
+        previous = current
+    if previous is not None:
+        yield previous
+
+
+def _check_start(start, edges, samples, block_size):
+    """Refuse a snapshot that cannot be the start of this run."""
+    if not np.array_equal(start.totals.edges, edges):
+        raise ValueError("start snapshot was made with another eps (its train-loss bin edges "
+                         "differ)")
+    if start.totals.drawn != start.block * block_size:
+        raise ValueError(f"start snapshot is inconsistent: {start.totals.drawn} draws in "
+                         f"{start.block} blocks of {block_size}")
+    if start.totals.drawn > samples:
+        raise ValueError(f"start snapshot covers {start.totals.drawn} draws, more than "
+                         f"samples={samples}")
 
 
 def _accumulate(totals, out, first, schedule, on_rows, overflow_rows):

@@ -26,9 +26,10 @@ def format_duration(seconds):
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-def progress_line(drawn, total, accepted, seconds, prefix="G&C"):
-    """The text of one progress update."""
-    rate = drawn / seconds if seconds > 0 else 0.0
+def progress_line(drawn, total, accepted, seconds, prefix="G&C", done_before=0):
+    """The text of one progress update; the rate counts the draws after ``done_before``
+    (those a resumed run had before this process), made in ``seconds``."""
+    rate = (drawn - done_before) / seconds if seconds > 0 else 0.0
     eta = (total - drawn) / rate if rate > 0 else math.inf
     percent = 100.0 * drawn / total if total else 100.0
     return (f"{prefix}  {format_count(drawn)}/{format_count(total)} draws ({percent:5.1f}%)  "
@@ -38,8 +39,9 @@ def progress_line(drawn, total, accepted, seconds, prefix="G&C"):
 class Progress:
     """Callable progress sink for :func:`gcsampler.engine.guess_and_check`."""
 
-    def __init__(self, total, stream=None, log_interval=5.0):
+    def __init__(self, total, stream=None, log_interval=5.0, done_before=0):
         self.total = total
+        self.done_before = done_before
         self.stream = stream if stream is not None else sys.stderr
         self.interactive = getattr(self.stream, "isatty", lambda: False)()
         self.log_interval = log_interval
@@ -55,7 +57,7 @@ class Progress:
         if not (self.interactive or done or now - self._last >= self.log_interval):
             return
         self._last = now
-        line = progress_line(drawn, self.total, accepted, seconds, prefix)
+        line = progress_line(drawn, self.total, accepted, seconds, prefix, self.done_before)
         if self.interactive:
             self.stream.write("\r" + line + ("\n" if done else ""))
         else:

@@ -1,13 +1,19 @@
-"""A whole run on disk: G&C and the GD baseline from a RunConfig into a run directory.
+"""A whole run on disk: G&C and the GD baseline from a RunConfig into a run directory,
+and the continuation of a stopped or killed run.
 
 Run directory layout::
 
     config.json        every resolved setting, package and JAX versions, backend
+    checkpoint.npz     where G&C continues after a stop (see gcsampler.checkpoint)
     summary.json       the results (written after G&C, updated after GD)
     accepted/          zarr arrays, one row per accepted draw, in index order:
                        index (uint64), train_loss, gen_loss (float32), matrix (float32)
     statistics.npz     train-loss bins over all draws and the 2-D loss histogram
     gd.npz             GD loss curves and final matrices (when GD ran)
+
+G&C has finished when ``summary.json`` counts as many draws as ``config.json``
+asks for, and GD has run when the summary holds its results; ``gcsampler run
+--resume`` continues whichever has not (:func:`prepare_resume`, :func:`resume`).
 """
 
 import dataclasses
@@ -15,23 +21,158 @@ import math
 import pathlib
 import sys
 import time
+from typing import NamedTuple
 
 import jax
 import numpy as np
 
-from gcsampler import (__version__, config, draws, engine, gd, kernel, progress, reference, stats,
-                       store)
+from gcsampler import (__version__, checkpoint, config, draws, engine, gd, kernel, progress,
+                       reference, stats, store)
+
+# Settings a resumed run may change: they change neither the draws nor how their
+# statistics are summed (a larger --samples draws more).
+SCHEDULING_SETTINGS = ("samples", "batch", "devices")
+# GD settings may change until GD has run.
+GD_SETTINGS = tuple(f.name for f in dataclasses.fields(config.RunConfig)
+                    if f.name == "gd" or f.name.startswith("gd_"))
+GD_FIELDS = ("gd_gen_loss", "gd_gen_loss_runs", "gd_train_loss", "gd_seconds")  # gd_summary's
 
 
-def execute(cfg, run_dir, stream=None):
+def execute(cfg, run_dir, stream=None, checkpoint_every=checkpoint.DEFAULT_EVERY):
     """Run G&C (and GD if ``cfg.gd``) and write everything under ``run_dir``.
 
-    ``run_dir`` must not exist or be empty. Returns the summary dict.
+    ``run_dir`` must not exist or be empty. G&C progress is checkpointed at most
+    every ``checkpoint_every`` seconds. Returns the summary dict.
     """
     stream = stream if stream is not None else sys.stderr
-    summary = run_gnc(cfg, run_dir, progress.Progress(cfg.samples, stream), stream)
+    summary = run_gnc(cfg, run_dir, progress.Progress(cfg.samples, stream), stream,
+                      checkpoint_every)
+    return _finish(cfg, summary, stream)
+
+
+def run_gnc(cfg, run_dir, on_progress, stream, checkpoint_every=checkpoint.DEFAULT_EVERY):
+    """G&C of ``cfg`` into a new ``run_dir``: config, accepted rows, checkpoints,
+    statistics, summary.
+
+    Returns the summary dict (also written to ``summary.json``); its ``run_dir`` is
+    the directory as created.
+    """
+    cfg.validate()
+    sampler = cfg.resolved_sampler()
+    schedule = _plan(cfg, sampler)
+    run_dir = store.create_run_dir(run_dir)
+    store.write_json(run_dir / "config.json", _config_record(cfg, sampler, schedule))
+    stream.write(f"gcsampler: G&C with {cfg.samples:,} draws {_setup(sampler, schedule)}; "
+                 f"run directory {run_dir}\n")
+    return _gnc(cfg, sampler, run_dir, on_progress, checkpoint_every)
+
+
+class Resumption(NamedTuple):
+    """A run to continue, as checked by :func:`prepare_resume`."""
+
+    run_dir: pathlib.Path
+    cfg: config.RunConfig  # the recorded settings with the given ones
+    record: dict  # config.json as found
+    checkpoint: checkpoint.Checkpoint | None  # None: no checkpoint yet
+    previous: dict | None  # summary.json as found (of fewer draws when extending)
+
+    @property
+    def sampler(self):
+        """The sampler the run used ('auto' resolved when it started)."""
+        return self.record["sampler"]
+
+    @property
+    def gnc_done(self):
+        return self.previous is not None and self.previous["draws"] == self.cfg.samples
+
+    @property
+    def gd_done(self):
+        return not self.cfg.gd or gd_ran(self.previous)
+
+    @property
+    def done(self):
+        return self.gnc_done and self.gd_done
+
+
+def prepare_resume(run_dir, given):
+    """Check that the run in ``run_dir`` can continue with the settings ``given``
+    explicitly (RunConfig field -> value); the others come from its ``config.json``.
+
+    Given settings must equal the recorded ones, except the scheduling settings
+    (``samples`` may grow, never shrink) and, until GD has run, the GD settings.
+    Raises ValueError naming every setting that would change results the run
+    already has, RunDirError if ``run_dir`` is not a readable run directory.
+    """
+    run_dir = pathlib.Path(run_dir)
+    record = _read_record(run_dir)
+    recorded = _record_config(record, run_dir)
+    previous = _read_summary(run_dir)
+    fixed = [f.name for f in dataclasses.fields(config.RunConfig)
+             if f.name in given and f.name not in SCHEDULING_SETTINGS
+             and (f.name not in GD_SETTINGS or gd_ran(previous))]
+    cfg = dataclasses.replace(recorded, **given).validate()
+    ran = {**dataclasses.asdict(recorded), "sampler": record["sampler"]}  # as the run used them
+    now = {**dataclasses.asdict(cfg), "sampler": cfg.resolved_sampler()}
+    changed = [name for name in fixed if now[name] != ran[name]]
+    if changed:
+        ours = " ".join(f"--{name}={given[name]}" for name in changed)
+        theirs = " ".join(f"--{name}={ran[name]}" for name in changed)
+        raise ValueError(f"cannot resume {run_dir} with {ours}: it ran with {theirs}, and "
+                         f"changing that would change results it already has; start a new "
+                         f"run instead")
+    if cfg.samples < recorded.samples:
+        raise ValueError(f"cannot resume {run_dir} with --samples={cfg.samples}: it has "
+                         f"--samples={recorded.samples}, and a resumed run can only draw more")
+    if ("devices" not in given and cfg.devices != "all"
+            and int(cfg.devices) > len(jax.local_devices())):
+        cfg = dataclasses.replace(cfg, devices="all")  # another machine: devices do not matter
+    return Resumption(run_dir, cfg, record, checkpoint.load(run_dir, cfg.log2_block, cfg.eps),
+                      previous)
+
+
+def resume(resumption, stream=None, checkpoint_every=checkpoint.DEFAULT_EVERY):
+    """Continue a run checked by :func:`prepare_resume`: G&C from its last checkpoint
+    unless it has finished, then GD if it has not run. Returns the summary dict.
+
+    Totals and accepted rows are bit-identical to those of a run made without a
+    stop, with the same final ``samples``, on any batch and devices.
+    """
+    stream = stream if stream is not None else sys.stderr
+    r = resumption
+    store.remove_temporaries(r.run_dir)
+    schedule = _plan(r.cfg, r.sampler)
+    try:
+        store.write_json(r.run_dir / "config.json", _config_record(r.cfg, r.sampler, schedule))
+    except store.WriteError as err:
+        raise _kept(err, r.run_dir, r.checkpoint) from None
+    if r.gnc_done:
+        return _finish(r.cfg, {**r.previous, "run_dir": str(r.run_dir)}, stream)
+    ran_with = (r.record.get("jax_version"), r.record.get("backend"))
+    if ran_with != (jax.__version__, jax.default_backend()):
+        stream.write(f"gcsampler: note: {r.run_dir} ran with JAX {ran_with[0]} on {ran_with[1]} "
+                     f"so far; statistics are bit-identical only on one backend and JAX "
+                     f"version\n")
+    done_before = r.checkpoint.draws if r.checkpoint else 0
+    stream.write(f"gcsampler: resuming {r.run_dir} at draw {done_before:,} of {r.cfg.samples:,} "
+                 f"{_setup(r.sampler, schedule)}\n")
+    carried = ({k: r.previous[k] for k in GD_FIELDS if k in r.previous}
+               if gd_ran(r.previous) else {})
+    summary = _gnc(r.cfg, r.sampler, r.run_dir,
+                   progress.Progress(r.cfg.samples, stream, done_before=done_before),
+                   checkpoint_every, start=r.checkpoint,
+                   keep=r.checkpoint.accepted if r.checkpoint else 0, carried=carried)
+    return _finish(r.cfg, summary, stream)
+
+
+def gd_ran(summary):
+    """Whether ``summary`` holds GD results."""
+    return summary is not None and "gd_gen_loss_runs" in summary
+
+
+def _finish(cfg, summary, stream):
+    """Add the reference solutions and, unless it ran, GD to a finished G&C summary."""
     add_references(summary, cfg.problem())
-    if cfg.gd:
+    if cfg.gd and not gd_ran(summary):
         stream.write(f"gcsampler: GD ({cfg.gd_optimizer}, lr {cfg.gd_lr:g}, "
                      f"{cfg.gd_runs} runs x {cfg.gd_steps:,} steps)...\n")
         start = time.perf_counter()
@@ -43,33 +184,56 @@ def execute(cfg, run_dir, stream=None):
     return summary
 
 
-def run_gnc(cfg, run_dir, on_progress, stream):
-    """G&C of ``cfg`` into a new ``run_dir``: config, accepted rows, statistics, summary.
+def _gnc(cfg, sampler, run_dir, on_progress, checkpoint_every, start=None, keep=None,
+         carried=None):
+    """G&C into ``run_dir`` from the checkpoint ``start`` (None: the first draw); writes
+    checkpoints, statistics and the summary (with the ``carried`` fields).
 
-    Returns the summary dict (also written to ``summary.json``); its ``run_dir`` is
-    the directory as created.
+    ``keep`` is None for a new run (the accepted arrays are created) and the rows to
+    keep of the existing arrays for a resumed one. A failure to write (full disk,
+    read-only location) is a one-line WriteError that says what the last
+    checkpoint keeps.
     """
-    cfg.validate()
     problem, model, prior = cfg.problem(), cfg.model(), cfg.prior_dist()
-    sampler = cfg.resolved_sampler()
-    schedule = engine.plan(problem, model, cfg.samples, sampler=sampler, batch=cfg.batch,
-                           devices=cfg.device_count, log2_block=cfg.log2_block)
-    run_dir = store.create_run_dir(run_dir)
-    store.write_json(run_dir / "config.json", _config_record(cfg, sampler, schedule))
-    stream.write(f"gcsampler: G&C with {cfg.samples:,} draws ({sampler} sampler) on "
-                 f"{len(schedule.devices)} {schedule.devices[0].platform} device(s), batch "
-                 f"{schedule.batch:,}; run directory {run_dir}\n")
-
-    with store.AcceptedWriter(run_dir, cfg.rows, cfg.cols) as writer:
-        result = engine.guess_and_check(
-            problem, model, prior, eps=cfg.eps, samples=cfg.samples, seed=cfg.seed,
-            sampler=sampler, batch=cfg.batch, devices=cfg.device_count, log2_block=cfg.log2_block,
-            on_rows=writer.append, on_progress=on_progress)
-    store.save_arrays(run_dir / "statistics.npz", **statistics_arrays(result.totals))
-    summary = stats.summarize(result.totals, result.seconds)
-    summary.update(sampler=result.sampler, eps=cfg.eps, run_dir=str(run_dir), gd_gen_loss=math.nan)
-    store.write_json(run_dir / "summary.json", summary)
+    saver = None
+    try:
+        with store.AcceptedWriter(run_dir, cfg.rows, cfg.cols, keep=keep) as writer:
+            saver = checkpoint.Checkpointer(run_dir, writer, cfg.log2_block, checkpoint_every,
+                                            start)
+            result = engine.guess_and_check(
+                problem, model, prior, eps=cfg.eps, samples=cfg.samples, seed=cfg.seed,
+                sampler=sampler, batch=cfg.batch, devices=cfg.device_count,
+                log2_block=cfg.log2_block, start=start.snapshot if start else None,
+                on_rows=writer.append, on_progress=on_progress, on_snapshot=saver)
+            writer.flush()
+            saver.save()
+        seconds = (start.seconds if start else 0.0) + result.seconds
+        store.save_arrays(run_dir / "statistics.npz", **statistics_arrays(result.totals))
+        summary = stats.summarize(result.totals, seconds)
+        summary.update(sampler=result.sampler, eps=cfg.eps, run_dir=str(run_dir),
+                       gd_gen_loss=math.nan, **(carried or {}))
+        store.write_json(run_dir / "summary.json", summary)
+    except store.WriteError as err:
+        raise _kept(err, run_dir, saver.last if saver else start) from None
     return summary
+
+
+def _kept(err, run_dir, last):
+    """``err`` (a failed write) with what the last checkpoint keeps and how to go on."""
+    kept = (f"the last checkpoint ({last.draws:,} draws) is kept" if last
+            else "no checkpoint was written yet")
+    return store.WriteError(f"{err}; {kept}: continue with `gcsampler run --resume {run_dir}`")
+
+
+def _plan(cfg, sampler):
+    return engine.plan(cfg.problem(), cfg.model(), cfg.samples, sampler=sampler,
+                       batch=cfg.batch, devices=cfg.device_count, log2_block=cfg.log2_block)
+
+
+def _setup(sampler, schedule):
+    """'(wishart sampler) on 1 cpu device(s), batch 135,168' for the header lines."""
+    return (f"({sampler} sampler) on {len(schedule.devices)} {schedule.devices[0].platform} "
+            f"device(s), batch {schedule.batch:,}")
 
 
 def add_references(summary, problem):
@@ -123,22 +287,62 @@ def _config_record(cfg, sampler, schedule):
 
 
 def load_run(run_dir):
-    """(config, summary) of a run directory, with clear errors for foreign directories.
+    """(config, summary) of a run directory, with one-line errors for foreign or
+    damaged ones.
 
-    The config's sampler is the one the run resolved and used.
+    The config's sampler is the one the run resolved and used. The summary is None
+    until G&C has finished (see :func:`unfinished_message`).
     """
     run_dir = pathlib.Path(run_dir)
+    record = _read_record(run_dir)
+    cfg = _record_config(record, run_dir)
+    cfg = dataclasses.replace(cfg, sampler=record["sampler"])
+    summary = _read_summary(run_dir)
+    return cfg, summary if summary is not None and summary["draws"] == cfg.samples else None
+
+
+def unfinished_message(run_dir, cfg):
+    """Why a run has no results: how far its last checkpoint got, and how to continue."""
+    last = checkpoint.load(run_dir, cfg.log2_block, cfg.eps)
+    where = ("it has no checkpoint yet" if last is None else
+             f"its last checkpoint covers {last.draws:,} of {cfg.samples:,} draws "
+             f"({last.accepted:,} accepted)")
+    return (f"{run_dir} did not finish: {where}; continue it with "
+            f"`gcsampler run --resume {run_dir}`")
+
+
+def _read_record(run_dir):
+    """``config.json`` of a run directory as a dict with its settings and sampler."""
     if not (run_dir / "config.json").is_file():
         raise store.RunDirError(f"{run_dir} is not a gcsampler run directory (no config.json)")
     record = store.read_json(run_dir / "config.json")
+    if not (isinstance(record, dict) and isinstance(record.get("settings"), dict)
+            and isinstance(record.get("sampler"), str)):
+        raise store.RunDirError(f"{run_dir}/config.json is not a gcsampler config (no "
+                                f"settings or sampler)")
+    return record
+
+
+def _record_config(record, run_dir):
+    """The RunConfig of a record's settings as given when the run was made (checked
+    with the sampler the run used, too)."""
     try:
-        cfg = config.from_dict({**record["settings"], "sampler": record["sampler"]})
-    except (KeyError, TypeError, ValueError) as err:
+        config.from_dict({**record["settings"], "sampler": record["sampler"]})
+        return config.from_dict(record["settings"])
+    except (TypeError, ValueError) as err:
         raise store.RunDirError(f"{run_dir}/config.json is not a valid gcsampler config: "
                                 f"{err}") from None
-    summary_path = run_dir / "summary.json"
-    summary = store.read_json(summary_path) if summary_path.is_file() else None
-    return cfg, summary
+
+
+def _read_summary(run_dir):
+    """``summary.json`` of a run directory, or None if it has none yet."""
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return None
+    summary = store.read_json(path)
+    if not (isinstance(summary, dict) and isinstance(summary.get("draws"), int)):
+        raise store.RunDirError(f"{path} is not a gcsampler summary (no draws)")
+    return summary
 
 
 def regenerate(run_dir, index):

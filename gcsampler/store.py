@@ -10,14 +10,24 @@ and growing along axis 0 as draws arrive:
   train_loss  float32  (n,)
   gen_loss    float32  (n,)
   matrix      float32  (n, n_rows, n_cols)  end-to-end matrix
+
+tensorstore's file driver replaces every chunk and every ``.zarray`` atomically
+(lock file, fsync, rename, fsync of the directory), so a killed writer leaves
+each file whole, old or new: rows written before it are intact, whatever the
+arrays' recorded shapes say about later ones (see :mod:`gcsampler.checkpoint`).
+Damaged or foreign files are one-line :class:`RunDirError`; failed writes (a full
+disk, a read-only location) are one-line :class:`WriteError`, and leave what was on
+disk before them intact.
 """
 
+import contextlib
 import json
 import math
 import os
 import pathlib
 import tempfile
 import time
+import zipfile
 from typing import Any, Callable
 
 import numpy as np
@@ -31,9 +41,18 @@ class RunDirError(Exception):
     """A user-facing problem with a run directory (message is one line)."""
 
 
+class WriteError(RunDirError):
+    """A write that failed (full disk, read-only location); what was on disk before it
+    is intact."""
+
+
 def _ts_reason(err: Exception) -> str:
     """tensorstore error text without the multi-kilobyte spec it appends."""
     return str(err).split(" [tensorstore_spec=")[0]
+
+
+def _os_reason(err: OSError) -> str:
+    return err.strerror or str(err)
 
 
 def _opened(futures, code, code_message, failure):
@@ -88,27 +107,49 @@ def create_run_dir(path) -> pathlib.Path:
 # ------------------------------------------------------------------ small files
 
 
-def _atomic_write(path, write: Callable[[Any], None], mode: str) -> None:
-    """Write a file via a temp file in the same directory, fsync, then os.replace.
+TEMP_SUFFIX = ".tmp"
 
-    Readers see either the old file or the complete new one, never a partial one.
+
+def _atomic_write(path, write: Callable[[Any], None], mode: str) -> None:
+    """Write a file via a temp file in the same directory, fsync, os.replace, and
+    fsync the directory.
+
+    Readers see either the old file or the complete new one, never a partial one;
+    once this returns, the new file survives a crash. A failed write (full disk,
+    read-only location) leaves the old file and raises WriteError.
     """
     path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as err:
+        raise WriteError(f"cannot write {path}: {_os_reason(err)}") from None
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise WriteError(f"cannot write {path}: {_os_reason(err)}") from None
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as err:
+        raise WriteError(f"cannot write {path}: {_os_reason(err)}") from None
+
+
+def remove_temporaries(run_dir) -> None:
+    """Delete temp files that writes killed before their rename left in ``run_dir``."""
+    for leftover in pathlib.Path(run_dir).glob(f".*{TEMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
 
 
 def _jsonable(obj: Any) -> Any:
@@ -139,9 +180,14 @@ def write_json(path, obj: Any) -> None:
 
 
 def read_json(path) -> Any:
-    """Read a JSON file written by :func:`write_json`."""
-    with open(path) as f:
-        return json.load(f)
+    """Read a JSON file written by :func:`write_json`; RunDirError if it is unreadable."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError as err:
+        raise RunDirError(f"cannot read {path}: {_os_reason(err)}") from None
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise RunDirError(f"{path} is damaged (not valid JSON: {err})") from None
 
 
 def save_arrays(path, /, **arrays) -> None:
@@ -150,9 +196,17 @@ def save_arrays(path, /, **arrays) -> None:
 
 
 def load_arrays(path) -> dict[str, np.ndarray]:
-    """Read all arrays of an ``.npz`` file written by :func:`save_arrays`."""
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    """Read all arrays of an ``.npz`` file written by :func:`save_arrays`.
+
+    RunDirError if the file is missing, truncated or not an ``.npz`` file.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise RunDirError(f"{path} is missing") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise RunDirError(f"{path} is damaged ({err})") from None
 
 
 # ------------------------------------------------------------- accepted draws
@@ -163,6 +217,12 @@ def _spec(run_dir, name: str) -> dict:
     return {"driver": "zarr", "kvstore": {"driver": "file", "path": str(path)}}
 
 
+def _layout(n_rows: int, n_cols: int) -> dict[str, tuple[str, tuple]]:
+    """dtype and shape of one row of each accepted array."""
+    return {"index": ("<u8", ()), "train_loss": ("<f4", ()), "gen_loss": ("<f4", ()),
+            "matrix": ("<f4", (n_rows, n_cols))}
+
+
 class AcceptedWriter:
     """Appends accepted draws to the zarr arrays under ``run_dir/accepted/``.
 
@@ -171,40 +231,90 @@ class AcceptedWriter:
     partial last chunk and keeps it buffered, so later writes stay chunk-aligned
     and simply rewrite that chunk. Every write waits for completion and the file
     kvstore fsyncs, so after ``flush()`` returns the rows are on disk.
+
+    ``keep=None`` creates the arrays and refuses existing ones. ``keep=n``
+    continues a run's arrays after their first ``n`` rows (the count of its
+    checkpoint): later rows, left by a killed process, are dropped, and arrays
+    that are missing while ``n`` is 0 are created.
     """
 
-    def __init__(self, run_dir, n_rows: int, n_cols: int, chunk_rows: int = 4096):
+    def __init__(self, run_dir, n_rows: int, n_cols: int, chunk_rows: int = 4096, *,
+                 keep: int | None = None):
         if min(n_rows, n_cols, chunk_rows) < 1:
             raise ValueError(
                 f"n_rows, n_cols and chunk_rows must be >= 1, got {n_rows}, {n_cols}, {chunk_rows}"
             )
+        self.run_dir = pathlib.Path(run_dir)
         self.n_rows, self.n_cols, self.chunk_rows = n_rows, n_cols, chunk_rows
-        layout = {
-            "index": ("<u8", ()),
-            "train_loss": ("<f4", ()),
-            "gen_loss": ("<f4", ()),
-            "matrix": ("<f4", (n_rows, n_cols)),
-        }
-        futures = {}
-        for name, (dtype, tail) in layout.items():
-            spec = _spec(run_dir, name)
-            spec["metadata"] = {
-                "shape": [0, *tail],
-                "chunks": [chunk_rows, *tail],
-                "dtype": dtype,
-                "compressor": None,  # random floats do not compress; skip the cost
-            }
-            futures[name] = ts.open(spec, create=True)
-        self._stores = _opened(
-            futures, "ALREADY_EXISTS",
-            lambda name: f"accepted arrays already exist in {run_dir}; choose another --out",
-            f"cannot create accepted arrays in {run_dir}")
-        self._size = 0  # rows the on-disk arrays currently span
-        self._written = 0  # rows durably written
-        self._buf_start = 0  # chunk-aligned row where the host buffer starts
+        layout = _layout(n_rows, n_cols)
+        if keep is None:
+            futures = {name: self._create(name, *row) for name, row in layout.items()}
+            self._stores = _opened(
+                futures, "ALREADY_EXISTS",
+                lambda name: f"accepted arrays already exist in {run_dir}; choose another --out",
+                f"cannot create accepted arrays in {run_dir}")
+            keep = 0
+        else:
+            self._stores = {name: self._reopen(name, *row, keep) for name, row in layout.items()}
+        self._size = keep  # rows the on-disk arrays currently span
+        self._written = keep  # rows durably written
+        self._buf_start = keep // chunk_rows * chunk_rows  # chunk-aligned first row of the buffer
         self._buf = {name: [] for name in ACCEPTED_FIELDS}
         self._buf_rows = 0
         self._last_index = None
+        if keep:  # buffer the partial last chunk, so later writes rewrite it whole
+            self._buf = {k: [v] for k, v in self._read(self._buf_start, keep).items()}
+            self._buf_rows = keep - self._buf_start
+            self._last_index = int(self._read(keep - 1, keep)["index"][0])
+
+    def _create(self, name, dtype, tail):
+        """Future of a new, empty array."""
+        spec = _spec(self.run_dir, name)
+        spec["metadata"] = {
+            "shape": [0, *tail],
+            "chunks": [self.chunk_rows, *tail],
+            "dtype": dtype,
+            "compressor": None,  # random floats do not compress; skip the cost
+        }
+        return ts.open(spec, create=True)
+
+    def _reopen(self, name, dtype, tail, keep):
+        """Open one existing array and cut it to ``keep`` rows (create it if missing and
+        ``keep`` is 0)."""
+        path = self.run_dir / ACCEPTED_DIR / name
+        try:
+            array = ts.open(_spec(self.run_dir, name), open=True).result()
+        except ValueError as err:
+            if "NOT_FOUND" in str(err) and keep == 0:
+                return self._wait([self._create(name, dtype, tail)])[0]
+            raise RunDirError(f"cannot open {path}: {_ts_reason(err)}") from None
+        if (array.dtype.numpy_dtype != np.dtype(dtype) or tuple(array.shape[1:]) != tail
+                or tuple(array.chunk_layout.read_chunk.shape) != (self.chunk_rows, *tail)):
+            raise RunDirError(f"{path} is not an accepted-draws array of this run (dtype "
+                              f"{array.dtype.numpy_dtype}, shape {array.shape}, chunks "
+                              f"{array.chunk_layout.read_chunk.shape})")
+        if array.shape[0] < keep:
+            raise RunDirError(f"{path} holds {array.shape[0]} rows but the checkpoint counts "
+                              f"{keep}: the run directory is damaged")
+        if array.shape[0] > keep:
+            resize = array.resize(exclusive_max=[keep] + [None] * len(tail), shrink_only=True)
+            array = self._wait([resize])[0]
+        return array
+
+    def _read(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Rows ``start .. stop - 1`` of every array, from disk."""
+        futures = [self._stores[k][start:stop].read() for k in ACCEPTED_FIELDS]
+        return dict(zip(ACCEPTED_FIELDS, self._wait(futures, reading=True)))
+
+    def _wait(self, futures, reading=False):
+        """The futures' results; a tensorstore failure becomes a one-line WriteError
+        (full disk, read-only location) or, when ``reading``, RunDirError (damage)."""
+        try:
+            return [fut.result() for fut in futures]
+        except ValueError as err:
+            error, verb = (RunDirError, "read") if reading else (WriteError, "write")
+            raise error(f"cannot {verb} accepted draws in {self.run_dir}: "
+                        f"{_ts_reason(err)}") from None
 
     @property
     def rows_written(self) -> int:
@@ -267,18 +377,18 @@ class AcceptedWriter:
     def _write(self, start: int, block: dict[str, np.ndarray]) -> None:
         """Grow the arrays if needed, write ``block`` at row ``start``, wait for it."""
         stop = start + len(block["index"])
-        if stop > self._size:
-            resizes = [
-                self._stores[k].resize(exclusive_max=[stop] + [None] * (self._stores[k].rank - 1), expand_only=True)
-                for k in ACCEPTED_FIELDS
-            ]
-            for k, fut in zip(ACCEPTED_FIELDS, resizes):
-                self._stores[k] = fut.result()
-            self._size = stop
-        writes = [self._stores[k][start:stop].write(block[k]) for k in ACCEPTED_FIELDS]
-        for fut in writes:
-            fut.result()
+        self._grow(stop)
+        self._wait([self._stores[k][start:stop].write(block[k]) for k in ACCEPTED_FIELDS])
         self._written = max(self._written, stop)
+
+    def _grow(self, stop: int) -> None:
+        """Extend the arrays' shape to ``stop`` rows (their metadata only)."""
+        if stop <= self._size:
+            return
+        resizes = [array.resize(exclusive_max=[stop] + [None] * (array.rank - 1), expand_only=True)
+                   for array in self._stores.values()]
+        self._stores = dict(zip(self._stores, self._wait(resizes)))
+        self._size = stop
 
     def flush(self) -> None:
         """Write any buffered rows (a partial last chunk) and wait until they are on disk."""
@@ -292,8 +402,11 @@ class AcceptedWriter:
     def __enter__(self) -> "AcceptedWriter":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        """Close, unless an exception is on its way: then nothing more is written (the
+        run's last checkpoint says which rows count)."""
+        if exc_type is None:
+            self.close()
 
 
 def read_accepted(run_dir) -> dict[str, np.ndarray]:
@@ -303,5 +416,13 @@ def read_accepted(run_dir) -> dict[str, np.ndarray]:
         futures, "NOT_FOUND",
         lambda name: f"no accepted draws in {run_dir} (missing {ACCEPTED_DIR}/{name})",
         f"cannot read accepted draws in {run_dir}")
-    reads = {name: s.read() for name, s in stores.items()}
-    return {name: fut.result() for name, fut in reads.items()}
+    try:
+        reads = [stores[name].read() for name in ACCEPTED_FIELDS]
+        arrays = dict(zip(ACCEPTED_FIELDS, (fut.result() for fut in reads)))
+    except ValueError as err:
+        raise RunDirError(f"cannot read accepted draws in {run_dir}: {_ts_reason(err)}") from None
+    if len({len(a) for a in arrays.values()}) > 1:
+        lengths = ", ".join(f"{name} {len(a)}" for name, a in arrays.items())
+        raise RunDirError(f"accepted draws in {run_dir} are damaged: their arrays have "
+                          f"different lengths ({lengths})")
+    return arrays

@@ -143,6 +143,10 @@ BAD_INVOCATIONS = [
     (["run", "--gd_momentum", "1.5"], "--gd_momentum"),
     (["run", "--gd_optimizer", "lbfgs"], "--gd_optimizer"),
     (["run", "--no_such_flag"], "no_such_flag"),
+    (["run", "--checkpoint_every", "-1"], "--checkpoint_every"),
+    (["run", "--checkpoint_every", "inf"], "--checkpoint_every"),
+    (["run", "--resume", "does/not/exist"], "not a gcsampler run directory"),
+    (["run", "--resume", "x", "--out", "y"], "--out cannot be combined with --resume"),
     (["sweep"], "--preset NAME"),
     (["sweep", "--preset", "fig99-linear"], "--preset must be one of"),
     (["sweep", "--vary", "colour=1,2"], "--vary must name a setting"),
@@ -192,6 +196,15 @@ def test_help_explains_every_flag(capsys):
     for name, *_ in cli.RUN_FLAGS:
         assert f"--{name}" in out
     assert "(default: 20000000)" in out
+
+
+def test_run_help_explains_resume_and_checkpoints(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for name, *_ in cli.RUN_CONTROL_FLAGS:
+        assert f"--{name}" in out
+    assert "from its last checkpoint" in out and "(default: 10.0)" in out
 
 
 def test_flagfile(tmp_path, capsys, monkeypatch):

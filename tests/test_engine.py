@@ -5,6 +5,7 @@ conftest.py) so they share compiled kernels. Floating-point tolerances are error
 bounds derived in the helpers below, never tuned to pass.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -637,3 +638,83 @@ def test_model_shape_must_match_problem(gaussian_prior):
     with pytest.raises(ValueError, match="model is 5x5"):
         engine.guess_and_check(DIST_PROBLEM, models.factorization(5, 5, 2, 5), gaussian_prior,
                                eps=EPS, samples=100, log2_block=LOG2_BLOCK)
+
+
+# -------------------------------------------------- j. snapshots: stopping and continuing
+
+
+SNAPSHOT_SAMPLES = 50 * BLOCK + 100     # 51 blocks; at one block per step, calls of 16 blocks
+EXTENDED_SAMPLES = 62 * BLOCK + 50
+
+
+def assert_same_totals(a, b):
+    for field in dataclasses.fields(stats.Totals):
+        x, y = getattr(a, field.name), getattr(b, field.name)
+        assert type(x) == type(y) and np.asarray(x).tobytes() == np.asarray(y).tobytes(), field.name
+
+
+@pytest.fixture(scope="module")
+def snapshotted(run_collect, sensing_problem, linear_model, gaussian_prior):
+    """A run of SNAPSHOT_SAMPLES draws and the snapshots it offered."""
+    snapshots = []
+    run = run_collect(sensing_problem, linear_model, gaussian_prior, eps=EPS,
+                      samples=SNAPSHOT_SAMPLES, seed=SEED, log2_block=LOG2_BLOCK, batch=BLOCK,
+                      devices=1, on_snapshot=snapshots.append)
+    return run, snapshots
+
+
+def test_snapshots_cover_whole_blocks(snapshotted):
+    run, snapshots = snapshotted
+    # none after the last call: it ends in the partial block 50
+    assert [s.block for s in snapshots] == [16, 32, 48]
+    for snapshot in snapshots:        # each holds its own totals, of exactly its blocks
+        assert snapshot.totals.drawn == snapshot.block * BLOCK
+        assert snapshot.totals.accepted == int(np.sum(run.index < snapshot.block * BLOCK))
+
+
+def test_resume_from_a_snapshot_is_bit_identical(snapshotted, run_collect, sensing_problem,
+                                                 linear_model, gaussian_prior):
+    """Continuing from any snapshot, with another batch, gives the same bits and the rows
+    after the snapshot; a larger sample count gives the run made with it from the start."""
+    run, snapshots = snapshotted
+    kwargs = dict(eps=EPS, seed=SEED, log2_block=LOG2_BLOCK, devices=1)
+    for snapshot in snapshots:
+        rest = run_collect(sensing_problem, linear_model, gaussian_prior, samples=SNAPSHOT_SAMPLES,
+                           batch=3 * BLOCK, start=snapshot, **kwargs)
+        assert_same_totals(rest.totals, run.totals)
+        after = run.index >= snapshot.block * BLOCK
+        for name in ("index", "train", "gen", "matrix"):
+            assert np.array_equal(getattr(rest, name), getattr(run, name)[after]), name
+    longer = run_collect(sensing_problem, linear_model, gaussian_prior, samples=EXTENDED_SAMPLES,
+                         batch=BLOCK, **kwargs)
+    extended = run_collect(sensing_problem, linear_model, gaussian_prior,
+                           samples=EXTENDED_SAMPLES, batch=BLOCK, start=snapshots[-1], **kwargs)
+    assert_same_totals(extended.totals, longer.totals)
+    assert np.array_equal(extended.index, longer.index[longer.index >= 48 * BLOCK])
+
+
+def test_resume_from_the_end_draws_nothing(snapshotted, sensing_problem, linear_model,
+                                           gaussian_prior):
+    _, snapshots = snapshotted
+    result = engine.guess_and_check(
+        sensing_problem, linear_model, gaussian_prior, eps=EPS, samples=48 * BLOCK, seed=SEED,
+        sampler="direct", log2_block=LOG2_BLOCK, batch=BLOCK, devices=1, start=snapshots[-1],
+        on_rows=lambda *row: pytest.fail("no draw is left"))
+    assert_same_totals(result.totals, snapshots[-1].totals)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(eps=0.2), "made with another eps"),
+    (dict(samples=16 * BLOCK - 1), "covers 4096 draws, more than samples=4095"),
+    (dict(block=15), "inconsistent: 4096 draws in 15 blocks"),
+])
+def test_start_must_fit_the_run(change, message, snapshotted, sensing_problem, linear_model,
+                                gaussian_prior):
+    snapshot = snapshotted[1][0]
+    kwargs = dict(eps=EPS, samples=SNAPSHOT_SAMPLES, seed=SEED, sampler="direct",
+                  log2_block=LOG2_BLOCK, batch=BLOCK, devices=1, start=snapshot)
+    kwargs.update(change)
+    if "block" in change:
+        kwargs["start"] = snapshot._replace(block=kwargs.pop("block"))
+    with pytest.raises(ValueError, match=message):
+        engine.guess_and_check(sensing_problem, linear_model, gaussian_prior, **kwargs)

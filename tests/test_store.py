@@ -1,8 +1,10 @@
 """Tests for gcsampler.store: run directories, atomic small files, accepted arrays."""
 
+import errno
 import json
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -244,3 +246,115 @@ def test_read_accepted_missing(tmp_path):
     with pytest.raises(store.RunDirError, match="no accepted draws"):
         store.read_accepted(run)
 
+
+
+# ------------------------------------------------------- reopening after a stop
+
+
+def _killed_writer(run, rng):
+    """A writer that flushed 13 rows (its checkpoint), then wrote past them and was killed
+    half-way through a write: only ``index`` got its last rows. Returns the 13 rows'
+    batches and the next index offset."""
+    w = store.AcceptedWriter(run, N_ROWS, N_COLS, chunk_rows=CHUNK)
+    kept, start = _append_all(w, rng, [3, CHUNK + 2])
+    w.flush()
+    _, start = _append_all(w, rng, [2 * CHUNK + 1], start)    # rewrites chunk 1, writes chunk 2
+    w._grow(4 * CHUNK)
+    w._stores["index"][3 * CHUNK:4 * CHUNK].write(np.arange(CHUNK, dtype=np.uint64)).result()
+    return kept, start
+
+
+def test_writer_reopened_at_a_checkpoint_keeps_exactly_its_rows(tmp_path):
+    rng = np.random.default_rng(2)
+    run = store.create_run_dir(tmp_path / "run")
+    kept, start = _killed_writer(run, rng)
+    assert len(_read_direct(run)["index"]) == 4 * CHUNK
+    with store.AcceptedWriter(run, N_ROWS, N_COLS, chunk_rows=CHUNK, keep=13) as w:
+        assert w.rows_written == 13
+        _assert_matches(_read_direct(run), _concat(kept))      # later rows are gone
+        with pytest.raises(ValueError, match="increasing"):    # continues after row 13's index
+            w.append(*_batch(rng, 0, 1))
+        more, _ = _append_all(w, rng, [1, CHUNK + 3], start)
+    _assert_matches(store.read_accepted(run), _concat(kept + more))
+
+
+def test_writer_reopened_at_zero_creates_what_is_missing(tmp_path):
+    rng = np.random.default_rng(3)
+    run = store.create_run_dir(tmp_path / "run")
+    _killed_writer(run, rng)
+    shutil.rmtree(run / "accepted" / "matrix")
+    with store.AcceptedWriter(run, N_ROWS, N_COLS, chunk_rows=CHUNK, keep=0) as w:
+        batches, _ = _append_all(w, rng, [5])
+    _assert_matches(store.read_accepted(run), _concat(batches))
+
+
+@pytest.mark.parametrize("keep, chunk_rows, n_cols, message", [
+    (4 * CHUNK + 1, CHUNK, N_COLS, "holds 32 rows but the checkpoint counts 33: the run "
+                                   "directory is damaged"),
+    (13, CHUNK + 1, N_COLS, "is not an accepted-draws array of this run"),
+    (13, CHUNK, N_COLS + 1, "is not an accepted-draws array of this run"),
+])
+def test_writer_reopen_refuses_arrays_that_do_not_fit(tmp_path, keep, chunk_rows, n_cols,
+                                                       message):
+    run = store.create_run_dir(tmp_path / "run")
+    _killed_writer(run, np.random.default_rng(4))
+    with pytest.raises(store.RunDirError, match=message):
+        store.AcceptedWriter(run, N_ROWS, n_cols, chunk_rows=chunk_rows, keep=keep)
+
+
+def test_writer_failure_is_a_write_error(tmp_path):
+    run = store.create_run_dir(tmp_path / "run")
+    w = store.AcceptedWriter(run, N_ROWS, N_COLS, chunk_rows=CHUNK)
+    shutil.rmtree(run / "accepted" / "gen_loss")
+    (run / "accepted" / "gen_loss").write_text("not a directory")
+    with pytest.raises(store.WriteError, match=r"^cannot write accepted draws in .*run: "):
+        w.append(*_batch(np.random.default_rng(5), 0, CHUNK))
+
+
+def test_read_accepted_refuses_arrays_of_different_lengths(tmp_path):
+    run = store.create_run_dir(tmp_path / "run")
+    _killed_writer(run, np.random.default_rng(6))
+    store.AcceptedWriter(run, N_ROWS, N_COLS, chunk_rows=CHUNK, keep=13).close()
+    index = {"driver": "zarr", "kvstore": {"driver": "file", "path": str(run / "accepted/index")}}
+    ts.open(index).result().resize(exclusive_max=[12], shrink_only=True).result()
+    with pytest.raises(store.RunDirError, match=r"different lengths \(index 12, train_loss 13"):
+        store.read_accepted(run)
+
+
+# ------------------------------------------------------- failed and damaged files
+
+
+def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "s.json"
+    store.write_json(path, {"x": 1})
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(store.WriteError, match=f"^cannot write {path}: No space left on device$"):
+        store.write_json(path, {"x": 2})
+    monkeypatch.undo()
+    assert store.read_json(path) == {"x": 1} and os.listdir(tmp_path) == ["s.json"]
+    with pytest.raises(store.WriteError, match="cannot write .*s.json/a.npz: Not a directory"):
+        store.save_arrays(path / "a.npz", a=np.zeros(2))
+
+
+def test_damaged_small_files_are_run_dir_errors(tmp_path):
+    (tmp_path / "bad.json").write_text('{"draws": 1')
+    with pytest.raises(store.RunDirError, match="bad.json is damaged \\(not valid JSON"):
+        store.read_json(tmp_path / "bad.json")
+    store.save_arrays(tmp_path / "a.npz", a=np.arange(1000))
+    data = (tmp_path / "a.npz").read_bytes()
+    (tmp_path / "a.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(store.RunDirError, match="a.npz is damaged"):
+        store.load_arrays(tmp_path / "a.npz")
+    with pytest.raises(store.RunDirError, match="b.npz is missing"):
+        store.load_arrays(tmp_path / "b.npz")
+
+
+def test_remove_temporaries(tmp_path):
+    (tmp_path / ".summary.json.x1y2.tmp").write_text("{")
+    (tmp_path / "summary.json").write_text("{}")
+    store.remove_temporaries(tmp_path)
+    assert os.listdir(tmp_path) == ["summary.json"]
