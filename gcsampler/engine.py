@@ -134,6 +134,9 @@ def plan(problem, model, samples, *, sampler="direct", batch=None, devices=None,
             raise ValueError(f"one draw needs about {per_draw / 2**30:.1f} GiB, more than this "
                              f"device can spare; use a smaller width or depth, or a collapsed "
                              f"sampler where one applies")
+    elif not (isinstance(batch, (int, np.integer)) and not isinstance(batch, bool) and batch >= 1):
+        raise ValueError(f"batch must be a positive integer or None (sized from memory), "
+                         f"got {batch!r}")
     chunk = block if batch >= block else 1 << (int(batch).bit_length() - 1)
     total_blocks = -(-samples // block)
     blocks = max(1, min(int(batch) // block, -(-total_blocks // len(devices))))

@@ -42,6 +42,8 @@ CASES = [
     ("unknown sampler", lambda: run(sampler="magic"), "sampler"),
     ("inexact sampler", lambda: run(sampler="wishart",
                                     model=gcs.factorization(5, 5, 2, 5, "tanh")), "sampler"),
+    ("batch zero", lambda: run(batch=0), "batch"),
+    ("batch fractional", lambda: run(batch=2.5), "batch"),
     ("devices zero", lambda: run(devices=0), "devices"),
     ("devices beyond the machine", lambda: run(devices=99), "devices"),
     # custom priors
