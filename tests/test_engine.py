@@ -352,13 +352,15 @@ _DEVICE_SCRIPT = textwrap.dedent("""
     import jax
     import numpy as np
     from gcsampler import engine, models, priors, problems, stats
-    assert len(jax.devices()) == 4 and jax.default_backend() == "cpu", jax.devices()
+    assert len(jax.devices()) == 8 and jax.default_backend() == "cpu", jax.devices()
     problem = problems.matrix_sensing(seed=0, n_rows=5, n_cols=5, rank=1, gt_norm=1.0,
                                       measurements=15)
     model = models.factorization(5, 5, depth=2, width=5)
     prior = priors.gaussian()
     out = {}
     for name, devices, batch, capacity in (("four", 4, %(block)d, None), ("one", 1, %(block)d, None),
+                                           ("two", 2, %(block)d, None),
+                                           ("eight", 8, %(block)d, None),
                                            ("four_overflow", 4, %(block)d, 8),
                                            ("four_default", 4, None, None),
                                            ("one_default", 1, None, None)):
@@ -398,9 +400,10 @@ def _same_record(a, b):
 
 @pytest.fixture(scope="module")
 def four_devices(tmp_path_factory):
+    """Runs in a subprocess with 8 forced CPU devices, using 1, 2, 4 or 8 of them."""
     env = dict(os.environ)
-    env["JAX_NUM_CPU_DEVICES"] = "4"
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
+    env["JAX_NUM_CPU_DEVICES"] = "8"
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     out = tmp_path_factory.mktemp("devices") / "runs.json"
@@ -411,10 +414,14 @@ def four_devices(tmp_path_factory):
 
 
 def test_identical_across_device_counts(four_devices, shared_runs):
+    """1, 2, 4 and 8 forced CPU devices: the same accepted rows and statistics, bit for bit."""
     four, one = four_devices["four"], four_devices["one"]
     assert (four["n_devices"], one["n_devices"]) == (4, 1)
+    assert (four_devices["two"]["n_devices"], four_devices["eight"]["n_devices"]) == (2, 8)
     assert one["summary"]["accepted"] > 0
     _same_record(four, one)
+    _same_record(four_devices["two"], one)
+    _same_record(four_devices["eight"], one)
     _same_record(four_devices["four_overflow"], one)
     if jax.default_backend() == "cpu":      # bits are per backend; compare with this process
         _same_record(one, _as_record(shared_runs(batch=BLOCK)))
