@@ -1,7 +1,7 @@
 """Checkpoint and resume of `gcsampler run`: killed, stopped, extended and damaged runs.
 
-Every run here has the same schedule (blocks of 256 draws, one block per device step,
-16 steps per call), so they share one compiled kernel. A resumed run must give the
+The runs in this process have one schedule (blocks of 256 draws, one block per device
+step, 16 steps per call), so they share one compiled kernel. A resumed run must give the
 same bits as a run without a stop: statistics.npz, the summary's numbers and the
 accepted rows.
 """
