@@ -154,36 +154,36 @@ def build_parser():
                             description="Guess & Check sampling of deep matrix factorizations.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     commands.required = True
-    run_values = _flag_values(RUN_FLAGS + RUN_CONTROL_FLAGS)
-    run = commands.add_parser(
-        "run", help="run G&C and the GD baseline, write a run directory",
-        inherited_absl_flags=run_values, allow_abbrev=False,
-        description="Draw weight settings from the prior, keep those that fit the training "
-                    "measurements (train loss < eps), and compare with gradient descent.")
-    run.set_defaults(handler=run_command, flag_values=run_values)
-    report_values = _flag_values(REPORT_FLAGS)
-    report = commands.add_parser("report", help="print a run's results, optionally re-thresholded",
-                                 inherited_absl_flags=report_values, allow_abbrev=False)
-    report.add_argument("run_dir", metavar="RUN")
-    report.set_defaults(handler=report_command, flag_values=report_values)
-    sweep_values = _flag_values(_sweep_flag_rows())
-    sweep_parser = commands.add_parser(
-        "sweep", help="vary one setting over values and seeds: G&C, GD and references per cell",
-        inherited_absl_flags=sweep_values, allow_abbrev=False,
-        description="Run G&C, GD and the reference solutions for every (value, seed) cell of a "
-                    "sweep; write one run directory per cell, results.csv and the figures.")
-    sweep_parser.set_defaults(handler=sweep_command, flag_values=sweep_values)
-    plot_values = _flag_values(PLOT_FLAGS)
-    plot = commands.add_parser("plot", help="redraw a sweep's figures (another eps or y-axis)",
-                               inherited_absl_flags=plot_values, allow_abbrev=False)
-    plot.add_argument("sweep_dir", metavar="SWEEP")
-    plot.set_defaults(handler=plot_command, flag_values=plot_values)
-    regen_values = _flag_values(REGENERATE_FLAGS)
-    regen = commands.add_parser("regenerate", help="write the full weights of one draw to .npz",
-                                inherited_absl_flags=regen_values, allow_abbrev=False)
-    regen.add_argument("run_dir", metavar="RUN")
-    regen.set_defaults(handler=regenerate_command, flag_values=regen_values)
+    _add_command(commands, "run", RUN_FLAGS + RUN_CONTROL_FLAGS, run_command,
+                 "run G&C and the GD baseline, write a run directory",
+                 description="Draw weight settings from the prior, keep those that fit the "
+                             "training measurements (train loss < eps), and compare with "
+                             "gradient descent.")
+    _add_command(commands, "report", REPORT_FLAGS, report_command,
+                 "print a run's results, optionally re-thresholded",
+                 positional=("run_dir", "RUN"))
+    _add_command(commands, "sweep", _sweep_flag_rows(), sweep_command,
+                 "vary one setting over values and seeds: G&C, GD and references per cell",
+                 description="Run G&C, GD and the reference solutions for every (value, seed) "
+                             "cell of a sweep; write one run directory per cell, results.csv "
+                             "and the figures.")
+    _add_command(commands, "plot", PLOT_FLAGS, plot_command,
+                 "redraw a sweep's figures (another eps or y-axis)",
+                 positional=("sweep_dir", "SWEEP"))
+    _add_command(commands, "regenerate", REGENERATE_FLAGS, regenerate_command,
+                 "write the full weights of one draw to .npz", positional=("run_dir", "RUN"))
     return parser
+
+
+def _add_command(commands, name, flag_rows, handler, help_text, *, positional=None,
+                 description=None):
+    """A subcommand with its own absl flags; ``positional`` is its one argument's (dest, metavar)."""
+    values = _flag_values(flag_rows)
+    command = commands.add_parser(name, help=help_text, description=description,
+                                  inherited_absl_flags=values, allow_abbrev=False)
+    if positional is not None:
+        command.add_argument(positional[0], metavar=positional[1])
+    command.set_defaults(handler=handler, flag_values=values)
 
 
 def main(argv=None):
