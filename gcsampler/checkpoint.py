@@ -17,18 +17,17 @@ rows agree. A resumed run keeps those rows, drops any later ones and draws from
 the snapshot's block on again (:func:`gcsampler.runner.resume`).
 """
 
-import dataclasses
 import pathlib
 import time
 from typing import NamedTuple
 
 import numpy as np
 
-from gcsampler import engine, kernel, stats, store
+from gcsampler import engine, exact, kernel, stats, store
 
 FILE = "checkpoint.npz"
 DEFAULT_EVERY = 10.0  # seconds between checkpoints (`gcsampler run --checkpoint_every`)
-FORMAT = "gcsampler-checkpoint-1"
+FORMAT = "gcsampler-checkpoint-2"
 _TOTALS = "totals_"
 
 
@@ -49,15 +48,16 @@ class Checkpoint(NamedTuple):
 
 def save(run_dir, checkpoint, log2_block):
     """Write ``checkpoint`` atomically; the caller has made its rows durable first."""
-    totals = {_TOTALS + name: np.asarray(value)
-              for name, value in vars(checkpoint.snapshot.totals).items()}
+    totals = {_TOTALS + name: value
+              for name, value in stats.totals_arrays(checkpoint.snapshot.totals).items()}
     store.save_arrays(pathlib.Path(run_dir) / FILE, format=np.asarray(FORMAT),
                       block=np.int64(checkpoint.snapshot.block), log2_block=np.int64(log2_block),
                       seconds=np.float64(checkpoint.seconds), **totals)
 
 
-def load(run_dir, log2_block, eps):
-    """The checkpoint of a run with these settings, or None if it has none yet.
+def load(run_dir, log2_block, eps, first_block=0):
+    """The checkpoint of a run with these settings whose draws start at block
+    ``first_block`` (a process's share of a run), or None if it has none yet.
 
     Raises RunDirError if the file is damaged or belongs to other settings.
     """
@@ -70,37 +70,53 @@ def load(run_dir, log2_block, eps):
             raise ValueError(f"format {arrays['format']}, expected {FORMAT}")
         if int(arrays["log2_block"]) != log2_block:
             raise ValueError(f"log2_block {int(arrays['log2_block'])}, the run's is {log2_block}")
-        totals = stats.Totals(**{field.name: _python(arrays[_TOTALS + field.name])
-                                 for field in dataclasses.fields(stats.Totals)})
+        totals = stats.totals_from_arrays({name[len(_TOTALS):]: value
+                                           for name, value in arrays.items()
+                                           if name.startswith(_TOTALS)})
         _check_totals(totals, stats.train_loss_edges(eps))
         snapshot = engine.Snapshot(int(arrays["block"]), totals)
-        if totals.drawn != snapshot.block * 2**log2_block:
-            raise ValueError(f"{totals.drawn} draws in {snapshot.block} blocks")
+        if totals.drawn != (snapshot.block - first_block) * 2**log2_block:
+            raise ValueError(f"{totals.drawn} draws in blocks {first_block} to {snapshot.block}")
         return Checkpoint(snapshot, float(arrays["seconds"]))
     except (KeyError, TypeError, ValueError) as err:
         raise store.RunDirError(f"{path} is damaged or not from this run ({err}); delete it to "
                                 f"draw the run again from the start") from None
 
 
-def _python(array):
-    """0-d arrays as Python scalars (exact), others as they are."""
-    return array.item() if array.ndim == 0 else array
-
-
 def _check_totals(totals, edges):
     if not np.array_equal(totals.edges, edges):
         raise ValueError("train-loss bin edges differ from the run's eps")
     n_bins = len(edges) + 1
-    shapes = {"bin_count": (n_bins,), "bin_gen_sum": (n_bins,), "bin_gen_sumsq": (n_bins,),
-              "hist": (kernel.HIST_BINS * kernel.HIST_BINS,)}
+    shapes = {"bin_count": (n_bins,), "hist": (kernel.HIST_BINS * kernel.HIST_BINS,),
+              "bin_gen_sum": (n_bins, exact.SIZE), "bin_gen_sumsq": (n_bins, exact.SIZE),
+              **{name: (exact.SIZE,) for name in ("gen_sum", "gen_sumsq", "accepted_gen_sum",
+                                                   "accepted_gen_sumsq")}}
     for name, shape in shapes.items():
         if getattr(totals, name).shape != shape:
             raise ValueError(f"{name} has shape {getattr(totals, name).shape}, expected {shape}")
 
 
+class Stopped(Exception):
+    """A run stopped on request, after writing its checkpoint (``checkpoint``)."""
+
+    def __init__(self, checkpoint):
+        super().__init__(f"stopped after {checkpoint.draws:,} draws")
+        self.checkpoint = checkpoint
+
+
+class Interrupted(Exception):
+    """A run stopped by SIGINT or SIGTERM (``signal``) at a checkpoint; the message says
+    how to continue."""
+
+    def __init__(self, message, signal_number):
+        super().__init__(message)
+        self.signal = signal_number
+
+
 class Checkpointer:
     """The engine's ``on_snapshot`` for a run directory: a checkpoint at most every
-    ``every`` seconds (0: after every device call).
+    ``every`` seconds (0: after every device call), and one before stopping when
+    ``stop_requested()`` says so (raising :class:`Stopped`).
 
     ``writer`` is the run's :class:`~gcsampler.store.AcceptedWriter`; saving flushes
     it first. The latest snapshot is kept, so :meth:`save` can write it when the
@@ -108,8 +124,10 @@ class Checkpointer:
     (None for a new run) until one is written.
     """
 
-    def __init__(self, run_dir, writer, log2_block, every, last=None):
+    def __init__(self, run_dir, writer, log2_block, every, last=None,
+                 stop_requested=lambda: False):
         self.run_dir, self.writer, self.log2_block, self.every = run_dir, writer, log2_block, every
+        self.stop_requested = stop_requested
         self.last = last
         self._latest = last
         self._seconds_before = 0.0 if last is None else last.seconds
@@ -118,8 +136,11 @@ class Checkpointer:
     def __call__(self, snapshot):
         now = time.monotonic()
         self._latest = Checkpoint(snapshot, self._seconds_before + now - self._began)
-        if now - self._saved_at >= self.every:
+        stop = self.stop_requested()
+        if stop or now - self._saved_at >= self.every:
             self.save()
+        if stop:
+            raise Stopped(self.last)
 
     def save(self):
         """Write the latest snapshot if it is newer than the last checkpoint."""

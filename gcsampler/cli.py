@@ -79,6 +79,15 @@ RUN_CONTROL_FLAGS = (
     ("checkpoint_every", "float", checkpoint.DEFAULT_EVERY,
      "Seconds between checkpoints of G&C progress (0: after every device call); a killed run "
      "loses at most this much work plus one device call."),
+    ("num_processes", "integer", 1,
+     "Processes of a multi-process run (jax.distributed), e.g. one per machine: each draws its "
+     "own share of the draws on its local devices into its own part of --out, which must be on "
+     "a file system they share; process 0 combines the statistics and runs GD. Start every "
+     "process with the same flags plus its --process_id."),
+    ("process_id", "integer", 0, "This process's number in a multi-process run, 0 to "
+                                 "--num_processes - 1."),
+    ("coordinator_address", "string", None,
+     "HOST:PORT where process 0 of a multi-process run listens; the same for every process."),
 )
 
 
@@ -200,6 +209,8 @@ def main(argv=None):
         _fail(message, 2)
     except (store.RunDirError, flags.Error) as err:
         _fail(f"{command}: {err}", 2)
+    except checkpoint.Interrupted as err:
+        _fail(f"{command}: {err}", 128 + err.signal)
     except KeyboardInterrupt:
         _fail(f"{command}: interrupted", 130)
 
@@ -236,11 +247,29 @@ def run_config(values):
     """The RunConfig described by parsed `run` flags (validated)."""
     settings = _settings(values, [f.name for f in dataclasses.fields(config.RunConfig)], "run")
     try:
-        cfg = config.RunConfig(**settings).validate()
+        return config.RunConfig(**settings).validate()
     except ValueError as err:
         raise UsageError(f"gcsampler run: {err}") from None
-    _check_devices(cfg.devices)
-    return cfg
+
+
+def _join(values):
+    """Join a multi-process run if the flags ask for one (before anything uses a device)."""
+    if (values.num_processes, values.process_id, values.coordinator_address) == (1, 0, None):
+        return
+    if values.num_processes > 1 and values.out is None and values.resume is None:
+        raise UsageError("gcsampler run: --out is required with --num_processes > 1: every "
+                         "process must write the same run directory")
+    from gcsampler import distributed
+
+    try:
+        distributed.initialize(values.coordinator_address, values.num_processes,
+                               values.process_id)
+    except ValueError as err:
+        raise UsageError(f"gcsampler run: {err}") from None
+    except RuntimeError as err:  # no coordinator, a timeout
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise store.RunDirError(f"cannot join the run at --coordinator_address "
+                                f"{values.coordinator_address}: {reason}") from None
 
 
 def _check_devices(requested, command="run"):
@@ -264,6 +293,8 @@ def run_command(args, values):
     if values.resume is not None:
         return _resume_run(values, every)
     cfg = run_config(values)
+    _join(values)
+    _check_devices(cfg.devices)
     out = pathlib.Path(values.out) if values.out else pathlib.Path("runs") / store.default_run_name(
         cfg.tag())
     _print_results(runner.execute(cfg, out, checkpoint_every=every), out)
@@ -279,6 +310,7 @@ def _resume_run(values, every):
                          "stays in its directory)")
     fields = [f.name for f in dataclasses.fields(config.RunConfig)]
     given = _settings(values, [name for name in fields if values[name].present], "run")
+    _join(values)
     try:
         resumption = runner.prepare_resume(values.resume, given)
     except ValueError as err:
@@ -295,6 +327,13 @@ def _resume_run(values, every):
 
 
 def _print_results(summary, run_dir):
+    from gcsampler import distributed
+
+    team = distributed.team()
+    if not team.leader:
+        print(f"process {team.process} of {team.processes}: done; process 0 reports the "
+              f"results of {run_dir}")
+        return
     print(result_table(summary))
     _write_plots(run_dir)
     print(f"\nNext: `gcsampler report {run_dir} --eps E` re-thresholds; scale up with --samples "

@@ -8,8 +8,10 @@ in flight while it accumulates the previous one.
 
 A run can stop and continue: after each call that ends on a block boundary the
 host totals form a :class:`Snapshot`, and a run started from a snapshot adds
-the remaining blocks to its totals in the same order, so it gives the same bits
-as an uninterrupted run.
+the remaining blocks to its totals, which are exact (:mod:`gcsampler.stats`), so
+it gives the same bits as an uninterrupted run. A run can also be split: each of
+several processes draws its own range of blocks (:func:`process_blocks`), and the
+totals of the ranges combined equal those of one process drawing them all.
 """
 
 import copy
@@ -56,7 +58,8 @@ class Schedule(NamedTuple):
 
 
 class Snapshot(NamedTuple):
-    """A point a run can continue from: ``totals`` over draws ``[0, block * 2**log2_block)``.
+    """A point a run can continue from: ``totals`` over the blocks before ``block`` (of
+    the run's block range: draws ``[first * 2**log2_block, block * 2**log2_block)``).
 
     Snapshots cover whole blocks only. A partial last block is never part of one,
     so a run continued from a snapshot with a larger ``samples`` equals a run made
@@ -86,6 +89,18 @@ def resolve_devices(devices):
                              f"device(s)), got {devices}")
         return tuple(available[:devices])
     return tuple(devices)
+
+
+def process_blocks(samples, log2_block, process, processes):
+    """The blocks process ``process`` of ``processes`` draws: contiguous ranges of
+    (nearly) equal size, in process order, together every block of the run."""
+    total = -(-samples // 2**log2_block)
+    return range(total * process // processes, total * (process + 1) // processes)
+
+
+def draw_indices(blocks, samples, log2_block):
+    """The global indices of the draws of a block range (a run's last block may be partial)."""
+    return range(blocks.start * 2**log2_block, min(blocks.stop * 2**log2_block, samples))
 
 
 def bytes_per_draw(problem, model, sampler, n_bins):
@@ -181,7 +196,8 @@ def _build_call(model, prior, sampler, n_train, schedule):
 
 def guess_and_check(problem, model, prior, *, eps, samples, seed=0, sampler="auto", batch=None,
                     devices=None, log2_block=DEFAULT_LOG2_BLOCK, capacity=None,
-                    start: Snapshot | None = None, on_rows: Callable | None = None,
+                    start: Snapshot | None = None, blocks: range | None = None,
+                    on_rows: Callable | None = None,
                     on_progress: Callable | None = None, on_snapshot: Callable | None = None):
     """Draw ``samples`` weight settings and keep those with train loss < ``eps``.
 
@@ -202,6 +218,8 @@ def guess_and_check(problem, model, prior, *, eps, samples, seed=0, sampler="aut
         model, prior, eps, seed, sampler and log2_block (any batch and devices):
         only the draws from block ``start.block`` on are evaluated (and passed to
         ``on_rows``), and the totals are bit-identical to an uninterrupted run's.
+      blocks: draw only the blocks of this range (default: all; see
+        :func:`process_blocks`); the totals and rows are those of its draws.
       on_rows: called as ``on_rows(index, train, gen, matrix)`` with NumPy arrays of
         accepted rows, in increasing index order.
       on_progress: called as ``on_progress(totals, seconds)`` after each call.
@@ -220,20 +238,22 @@ def guess_and_check(problem, model, prior, *, eps, samples, seed=0, sampler="aut
                          f"{problem.n_rows}x{problem.n_cols}")
     priors.check_prior(prior, model)
     sampler = samplers.make_sampler(model, prior, sampler).name
-    schedule = plan(problem, model, samples, sampler=sampler, batch=batch, devices=devices,
-                    log2_block=log2_block, capacity=capacity)
+    block = 2**log2_block
+    blocks = _check_blocks(blocks, samples, block)
+    end = draw_indices(blocks, samples, log2_block).stop
+    schedule = plan(problem, model, max(len(draw_indices(blocks, samples, log2_block)), 1),
+                    sampler=sampler, batch=batch, devices=devices, log2_block=log2_block,
+                    capacity=capacity)
     ops, labels = problems.stacked_operators(problem)
     edges = stats.train_loss_edges(eps)
     if start is None:
-        start = Snapshot(0, stats.Totals(edges=edges))
-    _check_start(start, edges, samples, schedule.block_size)
+        start = Snapshot(blocks.start, stats.Totals(edges=edges))
+    _check_start(start, edges, blocks, block, samples)
     totals = copy.deepcopy(start.totals)
     n_train = len(problem.train_ops)
     call = compiled_call(model, prior, sampler, n_train, schedule)
     base_key = draws.seed_key(seed)
-    block = schedule.block_size
-    total_blocks = -(-samples // block)
-    args = (np.uint32(samples // block), np.int32(samples % block), ops, labels,
+    args = (np.uint32(end // block), np.int32(end % block), ops, labels,
             stats.float32_threshold(eps), jnp.asarray(edges))
 
     def launch(first):
@@ -247,9 +267,9 @@ def guess_and_check(problem, model, prior, *, eps, samples, seed=0, sampler="aut
 
     began = time.perf_counter()
     blocks_per_call = schedule.draws_per_call // block
-    for first, out in _pipelined(launch, range(start.block, total_blocks, blocks_per_call)):
+    for first, out in _pipelined(launch, range(start.block, blocks.stop, blocks_per_call)):
         _accumulate(totals, jax.device_get(out), first, schedule, on_rows, overflow_rows)
-        covered = min((first + blocks_per_call) * block, samples)
+        covered = min((first + blocks_per_call) * block, end)
         if on_snapshot is not None and covered % block == 0:
             on_snapshot(Snapshot(covered // block, copy.deepcopy(totals)))
         if on_progress is not None:
@@ -270,16 +290,31 @@ def _pipelined(launch, firsts):
         yield previous
 
 
-def _check_start(start, edges, samples, block_size):
-    """Refuse a snapshot that cannot be the start of this run."""
+def _check_blocks(blocks, samples, block_size):
+    """The block range to draw: all of the run's by default, else a sub-range of it."""
+    total = -(-samples // block_size)
+    if blocks is None:
+        return range(total)
+    if not (isinstance(blocks, range) and blocks.step == 1 and 0 <= blocks.start <= blocks.stop
+            <= total):
+        raise ValueError(f"blocks must be a range of consecutive blocks within range(0, {total}) "
+                         f"(the run's blocks), got {blocks!r}")
+    return blocks
+
+
+def _check_start(start, edges, blocks, block_size, samples):
+    """Refuse a snapshot that cannot be the start of this run's block range."""
     if not np.array_equal(start.totals.edges, edges):
         raise ValueError("start snapshot was made with another eps (its train-loss bin edges "
                          "differ)")
-    if start.totals.drawn != start.block * block_size:
+    if start.totals.drawn != (start.block - blocks.start) * block_size:
         raise ValueError(f"start snapshot is inconsistent: {start.totals.drawn} draws in "
-                         f"{start.block} blocks of {block_size}")
-    if start.totals.drawn > samples:
-        raise ValueError(f"start snapshot covers {start.totals.drawn} draws, more than "
+                         f"blocks {blocks.start} to {start.block} of {block_size}")
+    if not blocks.start <= start.block <= blocks.stop:
+        raise ValueError(f"start snapshot is at block {start.block}, outside the blocks "
+                         f"{blocks.start} to {blocks.stop} this run draws")
+    if start.block * block_size > samples:  # snapshots hold whole blocks only
+        raise ValueError(f"start snapshot covers {start.block * block_size} draws, more than "
                          f"samples={samples}")
 
 

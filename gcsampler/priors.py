@@ -119,9 +119,13 @@ def penultimate(prior, model, key, dtype=jnp.float32):
 
 
 def check_prior(prior, model, dtype=jnp.float32):
-    """Raise ValueError if the prior's layers have the wrong shape or dtype.
+    """Raise ValueError if the prior's layers have the wrong shape or dtype, or if a
+    custom prior draws NaN or inf.
 
-    Traces the sampler abstractly (nothing is computed), so this is cheap.
+    Shapes and dtypes come from tracing the sampler abstractly; a custom prior is
+    also drawn once per layer shape (a prior that draws non-finite weights only
+    rarely is not caught here: those draws are counted as non-finite and never
+    accepted).
     """
     key = jax.random.key(0)
     try:
@@ -137,3 +141,18 @@ def check_prior(prior, model, dtype=jnp.float32):
         if out.dtype != jnp.dtype(dtype):
             raise ValueError(f"prior {prior.name!r} returned dtype {out.dtype} for layer "
                              f"{layer + 1}, expected {jnp.dtype(dtype)}")
+    if prior.sample_layer not in (_SCALED_NORMAL, _SCALED_UNIFORM):
+        _check_finite(prior, model, dtype)
+
+
+def _check_finite(prior, model, dtype):
+    """Draw each layer shape of a custom prior once; refuse NaN or inf."""
+    checked = set()
+    for layer, shape in enumerate(model.layer_shapes):
+        if shape in checked:
+            continue
+        checked.add(shape)
+        values = prior.sample_layer(jax.random.fold_in(jax.random.key(0), layer), shape, dtype)
+        if not bool(jnp.all(jnp.isfinite(values))):
+            raise ValueError(f"prior {prior.name!r} drew NaN or inf for layer {layer + 1}; a "
+                             f"prior must draw finite weights")

@@ -39,8 +39,9 @@ def progress_line(drawn, total, accepted, seconds, prefix="G&C", done_before=0):
 class Progress:
     """Callable progress sink for :func:`gcsampler.engine.guess_and_check`."""
 
-    def __init__(self, total, stream=None, log_interval=5.0, done_before=0):
+    def __init__(self, total, stream=None, log_interval=5.0, done_before=0, prefix="G&C"):
         self.total = total
+        self.prefix = prefix
         self.done_before = done_before
         self.stream = stream if stream is not None else sys.stderr
         self.interactive = getattr(self.stream, "isatty", lambda: False)()
@@ -50,14 +51,15 @@ class Progress:
     def __call__(self, totals, seconds):
         self.show(totals.drawn, totals.accepted, seconds)
 
-    def show(self, drawn, accepted, seconds, prefix="G&C"):
+    def show(self, drawn, accepted, seconds, prefix=None):
         """Write a line if one is due (always at the end, at most every interval in logs)."""
         now = time.monotonic()
         done = drawn >= self.total
         if not (self.interactive or done or now - self._last >= self.log_interval):
             return
         self._last = now
-        line = progress_line(drawn, self.total, accepted, seconds, prefix, self.done_before)
+        line = progress_line(drawn, self.total, accepted, seconds, prefix or self.prefix,
+                             self.done_before)
         if self.interactive:
             self.stream.write("\r" + line + ("\n" if done else ""))
         else:

@@ -11,23 +11,32 @@ Run directory layout::
     statistics.npz     train-loss bins over all draws and the 2-D loss histogram
     gd.npz             GD loss curves and final matrices (when GD ran)
 
+A run made by several processes (:mod:`gcsampler.distributed`) has one
+``process-<p>/`` directory per process instead of ``checkpoint.npz`` and
+``accepted/``: each process draws its own range of draws, writes its rows and
+checkpoints there, and process 0 writes the other files, with the statistics of
+all of them combined (the same bits as one process drawing everything).
+
 G&C has finished when ``summary.json`` counts as many draws as ``config.json``
 asks for, and GD has run when the summary holds its results; ``gcsampler run
 --resume`` continues whichever has not (:func:`prepare_resume`, :func:`resume`).
 """
 
+import contextlib
 import dataclasses
 import math
 import pathlib
+import signal
 import sys
+import threading
 import time
 from typing import NamedTuple
 
 import jax
 import numpy as np
 
-from gcsampler import (__version__, checkpoint, config, draws, engine, gd, kernel, progress,
-                       reference, stats, store)
+from gcsampler import (__version__, checkpoint, config, distributed, draws, engine, gd, kernel,
+                       progress, reference, stats, store)
 
 # Settings a resumed run may change: they change neither the draws nor how their
 # statistics are summed (a larger --samples draws more).
@@ -45,26 +54,76 @@ def execute(cfg, run_dir, stream=None, checkpoint_every=checkpoint.DEFAULT_EVERY
     every ``checkpoint_every`` seconds. Returns the summary dict.
     """
     stream = stream if stream is not None else sys.stderr
-    summary = run_gnc(cfg, run_dir, progress.Progress(cfg.samples, stream), stream,
-                      checkpoint_every)
+    team = distributed.team()
+    summary = run_gnc(cfg, run_dir, _progress(cfg, team, stream), stream, checkpoint_every)
     return _finish(cfg, summary, stream)
 
 
 def run_gnc(cfg, run_dir, on_progress, stream, checkpoint_every=checkpoint.DEFAULT_EVERY):
     """G&C of ``cfg`` into a new ``run_dir``: config, accepted rows, checkpoints,
-    statistics, summary.
+    statistics, summary; this process's share of them in a multi-process run.
 
-    Returns the summary dict (also written to ``summary.json``); its ``run_dir`` is
-    the directory as created.
+    Returns the summary dict (written to ``summary.json`` by process 0); its
+    ``run_dir`` is the directory as created.
     """
     cfg.validate()
     sampler = cfg.resolved_sampler()
-    schedule = _plan(cfg, sampler)
-    run_dir = store.create_run_dir(run_dir)
-    store.write_json(run_dir / "config.json", _config_record(cfg, sampler, schedule))
-    stream.write(f"gcsampler: G&C with {cfg.samples:,} draws {_setup(sampler, schedule)}; "
-                 f"run directory {run_dir}\n")
-    return _gnc(cfg, sampler, run_dir, on_progress, checkpoint_every)
+    team = distributed.team()
+    schedule = _plan(cfg, sampler, team)
+    run_dir = pathlib.Path(run_dir)
+
+    def create():
+        if team.leader:
+            store.create_run_dir(run_dir)
+            store.write_json(run_dir / "config.json", _config_record(cfg, sampler, schedule, team))
+
+    _together(team, create)
+    _together(team, lambda: store.create_part_dir(run_dir, team.process, team.processes))
+    stream.write(f"gcsampler: G&C with {cfg.samples:,} draws{_share(cfg, team)} "
+                 f"{_setup(sampler, schedule)}; run directory {run_dir}\n")
+    return _gnc(cfg, sampler, run_dir, team, on_progress, checkpoint_every)
+
+
+def _checkpoint_of(run_dir, cfg, team):
+    """The last checkpoint of process ``team.process``'s share of the run (None: none yet)."""
+    first = engine.process_blocks(cfg.samples, cfg.log2_block, team.process, team.processes).start
+    return checkpoint.load(store.part_dir(run_dir, team.process, team.processes), cfg.log2_block,
+                           cfg.eps, first)
+
+
+def _together(team, action):
+    """``action()`` on this process; if it fails on any process, every process raises
+    (a one-line RunDirError), so none waits for one that stopped."""
+    try:
+        result = action()
+    except store.RunDirError as err:
+        if team.processes == 1:
+            raise
+        distributed.agree(str(err))
+    distributed.agree(None)
+    return result
+
+
+def _share_of(cfg, team):
+    """The global indices of the draws this process makes."""
+    blocks = engine.process_blocks(cfg.samples, cfg.log2_block, team.process, team.processes)
+    return engine.draw_indices(blocks, cfg.samples, cfg.log2_block)
+
+
+def _progress(cfg, team, stream, done_before=0):
+    """The progress display of this process's draws."""
+    total = len(_share_of(cfg, team))
+    prefix = "G&C" if team.processes == 1 else f"G&C process {team.process}/{team.processes}"
+    return progress.Progress(total, stream, done_before=done_before, prefix=prefix)
+
+
+def _share(cfg, team):
+    """', process 1 of 2 draws 2,048,000 to 4,095,999' in a multi-process run's header."""
+    if team.processes == 1:
+        return ""
+    share = _share_of(cfg, team)
+    return (f"; process {team.process} of {team.processes} draws {share.start:,} to "
+            f"{share.stop - 1:,}")
 
 
 class Resumption(NamedTuple):
@@ -123,11 +182,28 @@ def prepare_resume(run_dir, given):
     if cfg.samples < recorded.samples:
         raise ValueError(f"cannot resume {run_dir} with --samples={cfg.samples}: it has "
                          f"--samples={recorded.samples}, and a resumed run can only draw more")
+    team, processes = distributed.team(), record_processes(record)
+    if team.processes != processes:
+        raise ValueError(f"cannot resume {run_dir} with {team.processes} process(es): it was "
+                         f"made by {processes}, each drawing its own share; resume it with "
+                         f"--num_processes {processes}")
+    if processes > 1 and cfg.samples != recorded.samples:
+        raise ValueError(f"cannot resume {run_dir} with --samples={cfg.samples}: a run made by "
+                         f"several processes keeps its --samples={recorded.samples} (each "
+                         f"process's share of the draws would move)")
     if ("devices" not in given and cfg.devices != "all"
             and int(cfg.devices) > len(jax.local_devices())):
         cfg = dataclasses.replace(cfg, devices="all")  # another machine: devices do not matter
-    return Resumption(run_dir, cfg, record, checkpoint.load(run_dir, cfg.log2_block, cfg.eps),
-                      previous)
+    return Resumption(run_dir, cfg, record, _checkpoint_of(run_dir, cfg, team), previous)
+
+
+def record_processes(record):
+    """How many processes made the run of a ``config.json`` record."""
+    processes = record.get("processes", 1)
+    if not (isinstance(processes, int) and processes >= 1):
+        raise store.RunDirError(f"config.json records {processes!r} processes, not a positive "
+                                f"integer")
+    return processes
 
 
 def resume(resumption, stream=None, checkpoint_every=checkpoint.DEFAULT_EVERY):
@@ -139,10 +215,18 @@ def resume(resumption, stream=None, checkpoint_every=checkpoint.DEFAULT_EVERY):
     """
     stream = stream if stream is not None else sys.stderr
     r = resumption
-    store.remove_temporaries(r.run_dir)
-    schedule = _plan(r.cfg, r.sampler)
+    team = distributed.team()
+    schedule = _plan(r.cfg, r.sampler, team)
+
+    def prepare():
+        if team.leader:
+            store.remove_temporaries(r.run_dir)
+            store.write_json(r.run_dir / "config.json",
+                             _config_record(r.cfg, r.sampler, schedule, team))
+        store.create_part_dir(r.run_dir, team.process, team.processes)
+
     try:
-        store.write_json(r.run_dir / "config.json", _config_record(r.cfg, r.sampler, schedule))
+        _together(team, prepare)
     except store.WriteError as err:
         raise _kept(err, r.run_dir, r.checkpoint) from None
     if r.gnc_done:
@@ -153,12 +237,13 @@ def resume(resumption, stream=None, checkpoint_every=checkpoint.DEFAULT_EVERY):
                      f"so far; statistics are bit-identical only on one backend and JAX "
                      f"version\n")
     done_before = r.checkpoint.draws if r.checkpoint else 0
-    stream.write(f"gcsampler: resuming {r.run_dir} at draw {done_before:,} of {r.cfg.samples:,} "
-                 f"{_setup(r.sampler, schedule)}\n")
+    share = _share_of(r.cfg, team)
+    stream.write(f"gcsampler: resuming {r.run_dir} at draw {share.start + done_before:,} of "
+                 f"{r.cfg.samples:,}{_share(r.cfg, team)} {_setup(r.sampler, schedule)}\n")
     carried = ({k: r.previous[k] for k in GD_FIELDS if k in r.previous}
                if gd_ran(r.previous) else {})
-    summary = _gnc(r.cfg, r.sampler, r.run_dir,
-                   progress.Progress(r.cfg.samples, stream, done_before=done_before),
+    summary = _gnc(r.cfg, r.sampler, r.run_dir, team,
+                   _progress(r.cfg, team, stream, done_before=done_before),
                    checkpoint_every, start=r.checkpoint,
                    keep=r.checkpoint.accepted if r.checkpoint else 0, carried=carried)
     return _finish(r.cfg, summary, stream)
@@ -170,7 +255,12 @@ def gd_ran(summary):
 
 
 def _finish(cfg, summary, stream):
-    """Add the reference solutions and, unless it ran, GD to a finished G&C summary."""
+    """Add the reference solutions and, unless it ran, GD to a finished G&C summary.
+
+    In a multi-process run the processes part here: process 0 goes on alone.
+    """
+    if not distributed.leave():
+        return summary
     add_references(summary, cfg.problem())
     if cfg.gd and not gd_ran(summary):
         stream.write(f"gcsampler: GD ({cfg.gd_optimizer}, lr {cfg.gd_lr:g}, "
@@ -184,10 +274,11 @@ def _finish(cfg, summary, stream):
     return summary
 
 
-def _gnc(cfg, sampler, run_dir, on_progress, checkpoint_every, start=None, keep=None,
+def _gnc(cfg, sampler, run_dir, team, on_progress, checkpoint_every, start=None, keep=None,
          carried=None):
-    """G&C into ``run_dir`` from the checkpoint ``start`` (None: the first draw); writes
-    checkpoints, statistics and the summary (with the ``carried`` fields).
+    """G&C of this process's draws into ``run_dir`` from the checkpoint ``start`` (None:
+    its first draw); writes checkpoints, then (process 0) the statistics of every
+    process combined and the summary (with the ``carried`` fields).
 
     ``keep`` is None for a new run (the accepted arrays are created) and the rows to
     keep of the existing arrays for a resumed one. A failure to write (full disk,
@@ -195,27 +286,92 @@ def _gnc(cfg, sampler, run_dir, on_progress, checkpoint_every, start=None, keep=
     checkpoint keeps.
     """
     problem, model, prior = cfg.problem(), cfg.model(), cfg.prior_dist()
+    part = store.part_dir(run_dir, team.process, team.processes)
+    blocks = engine.process_blocks(cfg.samples, cfg.log2_block, team.process, team.processes)
     saver = None
+
+    def draw():
+        nonlocal saver
+        try:
+            with store.AcceptedWriter(part, cfg.rows, cfg.cols, keep=keep) as writer, \
+                    _stop_on_signal() as stop_requested:
+                saver = checkpoint.Checkpointer(part, writer, cfg.log2_block, checkpoint_every,
+                                                start, stop_requested)
+                result = engine.guess_and_check(
+                    problem, model, prior, eps=cfg.eps, samples=cfg.samples, seed=cfg.seed,
+                    sampler=sampler, batch=cfg.batch, devices=cfg.device_count,
+                    log2_block=cfg.log2_block, start=start.snapshot if start else None,
+                    blocks=blocks, on_rows=writer.append, on_progress=on_progress,
+                    on_snapshot=saver)
+                writer.flush()
+                saver.save()
+        except store.WriteError as err:
+            raise _kept(err, run_dir, saver.last if saver else start) from None
+        except checkpoint.Stopped as stop:
+            raise checkpoint.Interrupted(f"stopped by a signal after {stop.checkpoint.draws:,} draws of "
+                              f"{len(_share_of(cfg, team)):,}{_share(cfg, team)}, with its "
+                              f"checkpoint saved; continue with `gcsampler run --resume "
+                              f"{run_dir}`", stop_requested.signal) from None
+        return result
+
+    result = _together(team, draw)
+    totals, seconds = _combined(team, result.totals,
+                                (start.seconds if start else 0.0) + result.seconds)
+    summary = stats.summarize(totals, seconds)
+    summary.update(sampler=result.sampler, eps=cfg.eps, run_dir=str(run_dir),
+                   gd_gen_loss=math.nan, processes=team.processes, **(carried or {}))
+
+    def write():
+        if team.leader:
+            store.save_arrays(run_dir / "statistics.npz", **statistics_arrays(totals))
+            store.write_json(run_dir / "summary.json", summary)
+
     try:
-        with store.AcceptedWriter(run_dir, cfg.rows, cfg.cols, keep=keep) as writer:
-            saver = checkpoint.Checkpointer(run_dir, writer, cfg.log2_block, checkpoint_every,
-                                            start)
-            result = engine.guess_and_check(
-                problem, model, prior, eps=cfg.eps, samples=cfg.samples, seed=cfg.seed,
-                sampler=sampler, batch=cfg.batch, devices=cfg.device_count,
-                log2_block=cfg.log2_block, start=start.snapshot if start else None,
-                on_rows=writer.append, on_progress=on_progress, on_snapshot=saver)
-            writer.flush()
-            saver.save()
-        seconds = (start.seconds if start else 0.0) + result.seconds
-        store.save_arrays(run_dir / "statistics.npz", **statistics_arrays(result.totals))
-        summary = stats.summarize(result.totals, seconds)
-        summary.update(sampler=result.sampler, eps=cfg.eps, run_dir=str(run_dir),
-                       gd_gen_loss=math.nan, **(carried or {}))
-        store.write_json(run_dir / "summary.json", summary)
+        _together(team, write)
     except store.WriteError as err:
-        raise _kept(err, run_dir, saver.last if saver else start) from None
+        raise _kept(err, run_dir, saver.last) from None
     return summary
+
+
+class _StopRequest:
+    """Callable flag: whether a stop signal has arrived, and which (``signal``)."""
+
+    def __init__(self):
+        self.signal = None
+
+    def __call__(self):
+        return self.signal is not None
+
+
+@contextlib.contextmanager
+def _stop_on_signal():
+    """While G&C draws, SIGINT and SIGTERM (a scheduler's pre-emption) ask it to stop
+    after the device call in flight, once its checkpoint is written; a second signal
+    stops at once. Yields the :class:`_StopRequest`."""
+    request = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request  # signal handlers can only be set from the main thread
+        return
+
+    def handle(signal_number, frame):
+        if request():
+            raise KeyboardInterrupt
+        request.signal = signal_number
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _combined(team, totals, seconds):
+    """The totals of every process combined, and the longest process's G&C time."""
+    if team.processes == 1:
+        return totals, seconds
+    parts = distributed.gather_totals(totals, seconds)
+    return stats.combine(t for t, _ in parts), max(s for _, s in parts)
 
 
 def _kept(err, run_dir, last):
@@ -225,9 +381,11 @@ def _kept(err, run_dir, last):
     return store.WriteError(f"{err}; {kept}: continue with `gcsampler run --resume {run_dir}`")
 
 
-def _plan(cfg, sampler):
-    return engine.plan(cfg.problem(), cfg.model(), cfg.samples, sampler=sampler,
-                       batch=cfg.batch, devices=cfg.device_count, log2_block=cfg.log2_block)
+def _plan(cfg, sampler, team):
+    """The schedule of this process's draws."""
+    return engine.plan(cfg.problem(), cfg.model(), max(len(_share_of(cfg, team)), 1),
+                       sampler=sampler, batch=cfg.batch, devices=cfg.device_count,
+                       log2_block=cfg.log2_block)
 
 
 def _setup(sampler, schedule):
@@ -250,11 +408,12 @@ def add_gd(summary, curves, seconds):
 def statistics_arrays(totals):
     """The arrays of ``statistics.npz``."""
     lo, hi = kernel.HIST_LOG10_RANGE
+    sums = totals.floats()
     return {
         "train_loss_edges": totals.edges,
         "bin_count": totals.bin_count,
-        "bin_gen_sum": totals.bin_gen_sum,
-        "bin_gen_sumsq": totals.bin_gen_sumsq,
+        "bin_gen_sum": sums["bin_gen_sum"],
+        "bin_gen_sumsq": sums["bin_gen_sumsq"],
         "hist_log10_train_gen": totals.hist.reshape(kernel.HIST_BINS, kernel.HIST_BINS),
         "hist_log10_edges": np.linspace(lo, hi, kernel.HIST_BINS + 1),
     }
@@ -271,10 +430,11 @@ def gd_summary(curves, seconds):
     }
 
 
-def _config_record(cfg, sampler, schedule):
+def _config_record(cfg, sampler, schedule, team):
     return {
         "settings": dataclasses.asdict(cfg),
         "sampler": sampler,
+        "processes": team.processes,
         "resolved": {"batch": schedule.batch, "blocks_per_step": schedule.blocks,
                      "draws_at_once": schedule.chunk,
                      "steps_per_call": schedule.steps, "devices": len(schedule.devices),
@@ -303,12 +463,17 @@ def load_run(run_dir):
 
 def unfinished_message(run_dir, cfg):
     """Why a run has no results: how far its last checkpoint got, and how to continue."""
-    last = checkpoint.load(run_dir, cfg.log2_block, cfg.eps)
-    where = ("it has no checkpoint yet" if last is None else
-             f"its last checkpoint covers {last.draws:,} of {cfg.samples:,} draws "
-             f"({last.accepted:,} accepted)")
+    run_dir = pathlib.Path(run_dir)
+    processes = record_processes(_read_record(run_dir))
+    saved = [last for p in range(processes)
+             if (last := _checkpoint_of(run_dir, cfg, distributed.Team(p, processes)))]
+    where = ("it has no checkpoint yet" if not saved else
+             f"its last checkpoint{'s' if processes > 1 else ''} cover"
+             f"{'' if processes > 1 else 's'} {sum(c.draws for c in saved):,} of "
+             f"{cfg.samples:,} draws ({sum(c.accepted for c in saved):,} accepted)")
+    on = f" on {processes} processes (--num_processes {processes})" if processes > 1 else ""
     return (f"{run_dir} did not finish: {where}; continue it with "
-            f"`gcsampler run --resume {run_dir}`")
+            f"`gcsampler run --resume {run_dir}`{on}")
 
 
 def _read_record(run_dir):
@@ -361,7 +526,7 @@ def rethreshold(run_dir, eps):
     """
     cfg, _ = load_run(run_dir)
     if eps <= cfg.eps:
-        rows = store.read_accepted(run_dir)
+        rows = store.read_accepted(run_dir, record_processes(_read_record(pathlib.Path(run_dir))))
         below = rows["train_loss"] < stats.float32_threshold(eps)
         gen = rows["gen_loss"][below].astype(np.float64)
         mean, std, stderr = stats.moments(gen.size, float(np.sum(gen)), float(np.sum(gen**2)))

@@ -1,8 +1,11 @@
-"""Host-side statistics of a G&C run, accumulated in float64.
+"""Host-side statistics of a G&C run.
 
-Float sums are added one block at a time in global block order (a sequential
-cumulative sum), so the totals do not depend on how blocks were grouped into
-device calls: any batch size or device count gives the same bits.
+Counts are integers, and float sums (gen loss and its square, over all draws, per
+train-loss bin, and over accepted draws) are kept exactly (:mod:`gcsampler.exact`)
+and rounded once when read. So the totals do not depend on how blocks were
+grouped into device calls, devices or processes, nor on the order they were
+added in: any batch size, device count or process count gives the same bits, and
+nothing is lost to rounding however many draws a run has.
 """
 
 import dataclasses
@@ -10,7 +13,7 @@ import math
 
 import numpy as np
 
-from gcsampler import kernel
+from gcsampler import exact, kernel
 
 BINS_PER_DECADE = 5
 BIN_LOG10_RANGE = (-7, 3)
@@ -41,18 +44,26 @@ def train_loss_edges(eps):
     return np.sort(np.append(grid.astype(np.float32), float32_threshold(eps)))
 
 
+SUM_FIELDS = ("gen_sum", "gen_sumsq", "accepted_gen_sum", "accepted_gen_sumsq", "bin_gen_sum",
+              "bin_gen_sumsq")
+
+
 @dataclasses.dataclass
 class Totals:
-    """Running totals of a run; bins are indexed as ``searchsorted(edges, t, 'right')``."""
+    """Running totals of a run; bins are indexed as ``searchsorted(edges, t, 'right')``.
+
+    The ``SUM_FIELDS`` are exact sums (:mod:`gcsampler.exact`); :meth:`floats` gives
+    their values.
+    """
 
     edges: np.ndarray
     drawn: int = 0
     nonfinite: int = 0
     accepted: int = 0
-    gen_sum: float = 0.0
-    gen_sumsq: float = 0.0
-    accepted_gen_sum: float = 0.0
-    accepted_gen_sumsq: float = 0.0
+    gen_sum: np.ndarray = None
+    gen_sumsq: np.ndarray = None
+    accepted_gen_sum: np.ndarray = None
+    accepted_gen_sumsq: np.ndarray = None
     bin_count: np.ndarray = None
     bin_gen_sum: np.ndarray = None
     bin_gen_sumsq: np.ndarray = None
@@ -60,23 +71,37 @@ class Totals:
 
     def __post_init__(self):
         n_bins = len(self.edges) + 1
-        for name, dtype, shape in (("bin_count", np.int64, n_bins), ("bin_gen_sum", np.float64, n_bins),
-                                   ("bin_gen_sumsq", np.float64, n_bins),
-                                   ("hist", np.int64, kernel.HIST_BINS * kernel.HIST_BINS)):
+        empty = {"bin_count": np.zeros(n_bins, np.int64),
+                 "hist": np.zeros(kernel.HIST_BINS * kernel.HIST_BINS, np.int64),
+                 "bin_gen_sum": exact.zeros((n_bins,)), "bin_gen_sumsq": exact.zeros((n_bins,))}
+        for name in SUM_FIELDS + ("bin_count", "hist"):
             if getattr(self, name) is None:
-                setattr(self, name, np.zeros(shape, dtype))
+                setattr(self, name, empty[name] if name in empty else exact.zeros())
+
+    def floats(self):
+        """The float64 values of the sums, by field name (floats; arrays for the bins)."""
+        return {name: exact.value(getattr(self, name)) for name in SUM_FIELDS}
 
 
-def sequential_sum(start, values):
-    """``start`` plus ``values`` added one at a time along axis 0, in float64."""
-    values = np.asarray(values, np.float64)
-    if values.shape[0] == 0:
-        return start
-    return np.cumsum(np.concatenate([np.asarray(start, np.float64)[None], values]), axis=0)[-1]
+def totals_arrays(totals):
+    """``totals`` as a dict of NumPy arrays (exact; for npz files and messages)."""
+    return {name: np.asarray(value) for name, value in vars(totals).items()}
+
+
+def totals_from_arrays(arrays):
+    """The :class:`Totals` of :func:`totals_arrays`' output (a dict or an npz file).
+
+    Raises KeyError for a missing field.
+    """
+    def python(array):  # counts as Python ints, exactly
+        return array.item() if array.ndim == 0 else array
+
+    return Totals(**{field.name: python(np.asarray(arrays[field.name]))
+                     for field in dataclasses.fields(Totals)})
 
 
 def add_counts(totals, drawn, nonfinite, bin_count, hist):
-    """Add integer counts of some steps (any order)."""
+    """Add integer counts of some steps."""
     totals.drawn += int(np.sum(drawn, dtype=np.int64))
     totals.nonfinite += int(np.sum(nonfinite, dtype=np.int64))
     totals.bin_count += np.sum(np.asarray(bin_count, np.int64).reshape(-1, totals.bin_count.size), 0)
@@ -84,20 +109,33 @@ def add_counts(totals, drawn, nonfinite, bin_count, hist):
 
 
 def add_block_sums(totals, gen_sum, gen_sumsq, bin_gen_sum, bin_gen_sumsq):
-    """Add per-block float sums, given in global block order."""
-    n_bins = totals.bin_gen_sum.size
-    totals.gen_sum = float(sequential_sum(totals.gen_sum, np.ravel(gen_sum)))
-    totals.gen_sumsq = float(sequential_sum(totals.gen_sumsq, np.ravel(gen_sumsq)))
-    totals.bin_gen_sum = sequential_sum(totals.bin_gen_sum, np.reshape(bin_gen_sum, (-1, n_bins)))
-    totals.bin_gen_sumsq = sequential_sum(totals.bin_gen_sumsq, np.reshape(bin_gen_sumsq, (-1, n_bins)))
+    """Add per-block float sums (of any blocks, in any order)."""
+    n_bins = totals.bin_count.size
+    totals.gen_sum = exact.add(totals.gen_sum, np.ravel(gen_sum))
+    totals.gen_sumsq = exact.add(totals.gen_sumsq, np.ravel(gen_sumsq))
+    totals.bin_gen_sum = exact.add(totals.bin_gen_sum, np.reshape(bin_gen_sum, (-1, n_bins)))
+    totals.bin_gen_sumsq = exact.add(totals.bin_gen_sumsq, np.reshape(bin_gen_sumsq, (-1, n_bins)))
 
 
 def add_accepted(totals, gen):
-    """Add accepted rows' gen losses, given in global index order."""
+    """Add accepted rows' gen losses (float32; their squares are exact in float64)."""
     gen = np.asarray(gen, np.float64)
     totals.accepted += gen.size
-    totals.accepted_gen_sum = float(sequential_sum(totals.accepted_gen_sum, gen))
-    totals.accepted_gen_sumsq = float(sequential_sum(totals.accepted_gen_sumsq, gen**2))
+    totals.accepted_gen_sum = exact.add(totals.accepted_gen_sum, gen)
+    totals.accepted_gen_sumsq = exact.add(totals.accepted_gen_sumsq, gen**2)
+
+
+def combine(parts):
+    """The totals of disjoint sets of draws together (e.g. of several processes)."""
+    parts = list(parts)
+    edges = parts[0].edges
+    if any(not np.array_equal(p.edges, edges) for p in parts):
+        raise ValueError("totals with different train-loss bin edges (another eps) cannot be "
+                         "combined")
+    combined = {name: exact.combine(*(getattr(p, name) for p in parts)) for name in SUM_FIELDS}
+    for name in ("drawn", "nonfinite", "accepted", "bin_count", "hist"):
+        combined[name] = sum(getattr(p, name) for p in parts)
+    return Totals(edges=edges, **combined)
 
 
 def wilson_interval(successes, trials, z=Z95):
@@ -124,9 +162,10 @@ def moments(count, total, total_sq):
 
 def summarize(totals, seconds=None):
     """The summary of a run as a flat dict (JSON-ready; NaN marks undefined values)."""
-    gnc = moments(totals.accepted, totals.accepted_gen_sum, totals.accepted_gen_sumsq)
+    sums = totals.floats()
+    gnc = moments(totals.accepted, sums["accepted_gen_sum"], sums["accepted_gen_sumsq"])
     finite = totals.drawn - totals.nonfinite
-    prior = moments(finite, totals.gen_sum, totals.gen_sumsq)
+    prior = moments(finite, sums["gen_sum"], sums["gen_sumsq"])
     summary = {
         "draws": totals.drawn,
         "accepted": totals.accepted,

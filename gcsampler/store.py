@@ -146,10 +146,32 @@ def _atomic_write(path, write: Callable[[Any], None], mode: str) -> None:
 
 
 def remove_temporaries(run_dir) -> None:
-    """Delete temp files that writes killed before their rename left in ``run_dir``."""
-    for leftover in pathlib.Path(run_dir).glob(f".*{TEMP_SUFFIX}"):
-        with contextlib.suppress(OSError):
-            leftover.unlink()
+    """Delete temp files that writes killed before their rename left in ``run_dir`` (and
+    in the directories of its processes)."""
+    for pattern in (f".*{TEMP_SUFFIX}", f"{PART_PREFIX}*/.*{TEMP_SUFFIX}"):
+        for leftover in pathlib.Path(run_dir).glob(pattern):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+
+PART_PREFIX = "process-"
+
+
+def part_dir(run_dir, process: int, processes: int) -> pathlib.Path:
+    """Where process ``process`` of a run of ``processes`` keeps its accepted rows and
+    checkpoints: the run directory itself for a single process."""
+    run_dir = pathlib.Path(run_dir)
+    return run_dir if processes == 1 else run_dir / f"{PART_PREFIX}{process}"
+
+
+def create_part_dir(run_dir, process: int, processes: int) -> pathlib.Path:
+    """:func:`part_dir`, created if missing (WriteError if it cannot be)."""
+    path = part_dir(run_dir, process, processes)
+    try:
+        path.mkdir(exist_ok=True)
+    except OSError as e:
+        raise WriteError(f"cannot create {path}: {_os_reason(e)}") from None
+    return path
 
 
 def _jsonable(obj: Any) -> Any:
@@ -409,8 +431,16 @@ class AcceptedWriter:
             self.close()
 
 
-def read_accepted(run_dir) -> dict[str, np.ndarray]:
-    """Read all accepted rows of a run as numpy arrays keyed like ``ACCEPTED_FIELDS``."""
+def read_accepted(run_dir, processes: int = 1) -> dict[str, np.ndarray]:
+    """Read all accepted rows of a run made by ``processes`` processes, in index order,
+    as numpy arrays keyed like ``ACCEPTED_FIELDS``."""
+    parts = [_read_part(part_dir(run_dir, p, processes)) for p in range(processes)]
+    # Processes draw consecutive ranges of indices, in process order.
+    return {name: np.concatenate([part[name] for part in parts]) for name in ACCEPTED_FIELDS}
+
+
+def _read_part(run_dir) -> dict[str, np.ndarray]:
+    """The accepted rows of one process's directory."""
     futures = {name: ts.open(_spec(run_dir, name), read=True) for name in ACCEPTED_FIELDS}
     stores = _opened(
         futures, "NOT_FOUND",

@@ -24,6 +24,8 @@ import tensorstore as ts
 
 from gcsampler import checkpoint, cli, config, runner, store
 
+from same_results import assert_same_results
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BLOCK = 256
 CALL = 16 * BLOCK                       # draws per device call at --batch 256 on one device
@@ -31,8 +33,6 @@ SHORT = 20 * BLOCK + 100                # a partial last block: the last snapsho
 LONG = 50 * BLOCK + 100                 # 4 calls: snapshots after 1, 2 and 3 of them
 CFG = config.RunConfig(eps=0.1, samples=LONG, log2_block=8, batch=BLOCK, devices="1", gd=False)
 FLAGS = ["--eps", "0.1", "--log2_block", "8", "--batch", str(BLOCK), "--devices", "1", "--nogd"]
-# Summary fields that are times, or where the run was, rather than results.
-NOT_RESULTS = ("seconds", "samples_per_second", "run_dir")
 
 
 def execute(cfg, run_dir):
@@ -42,21 +42,6 @@ def execute(cfg, run_dir):
 def resume(run_dir, **given):
     return runner.resume(runner.prepare_resume(run_dir, given), stream=io.StringIO(),
                          checkpoint_every=0)
-
-
-def assert_same_results(run_dir, reference_dir):
-    """Identical statistics, summary numbers and accepted rows, to the last bit."""
-    got, want = (store.load_arrays(pathlib.Path(d) / "statistics.npz")
-                 for d in (run_dir, reference_dir))
-    assert got.keys() == want.keys()
-    for name in want:
-        assert got[name].tobytes() == want[name].tobytes(), name
-    got, want = ({k: v for k, v in store.read_json(pathlib.Path(d) / "summary.json").items()
-                  if k not in NOT_RESULTS} for d in (run_dir, reference_dir))
-    assert got == want
-    got, want = store.read_accepted(run_dir), store.read_accepted(reference_dir)
-    for name in store.ACCEPTED_FIELDS:
-        assert got[name].dtype == want[name].dtype and got[name].tobytes() == want[name].tobytes()
 
 
 def first_rows(run_dir, count):
@@ -161,8 +146,9 @@ def start_child(cwd, args, devices=1, **env):
                             text=True)
 
 
-def kill_after_next_checkpoint(proc, run_dir, delay):
-    """SIGKILL ``proc`` ``delay`` seconds after it writes its next checkpoint."""
+def kill_after_next_checkpoint(proc, run_dir, delay, sig=signal.SIGKILL):
+    """Send ``sig`` (SIGKILL) to ``proc`` ``delay`` seconds after it writes its next
+    checkpoint; returns its stderr."""
     path = run_dir / checkpoint.FILE
 
     def version():
@@ -174,16 +160,25 @@ def kill_after_next_checkpoint(proc, run_dir, delay):
         assert time.monotonic() < deadline, "no checkpoint within 120 s"
         time.sleep(0.005)
     time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, f"the run ended before the kill:\n{err[-3000:]}"
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL, f"the run ended before the kill:\n{err[-3000:]}"
+    return err
 
 
-def test_killed_run_resumes_to_identical_results(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def killed_reference(tmp_path_factory):
+    """An uninterrupted run of KILLED draws."""
+    run_dir = tmp_path_factory.mktemp("killed_reference") / "run"
+    execute(dataclasses.replace(CFG, samples=KILLED), run_dir)
+    return run_dir
+
+
+def test_killed_run_resumes_to_identical_results(tmp_path, killed_reference, capsys):
     """kill -9 at random moments (and once inside a store write), resume each time, on
     another batch and device count too: the same bits as a run without a stop."""
-    reference_dir = tmp_path / "reference"
-    execute(dataclasses.replace(CFG, samples=KILLED), reference_dir)
+    reference_dir = killed_reference
     rng = np.random.default_rng(20261123)
     run_dir = tmp_path / "killed"
 
@@ -215,6 +210,26 @@ def test_killed_run_resumes_to_identical_results(tmp_path, capsys):
     assert proc.returncode == 0, err[-3000:]
     assert f"resuming {run_dir} at draw {third.draws:,}" in err and "on 2 cpu device(s)" in err
     assert_same_results(run_dir, reference_dir)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_checkpoints_and_resumes(sig, tmp_path, killed_reference):
+    """SIGTERM (a scheduler's pre-emption) or Ctrl-C stops the run after the device call in
+    flight, with a checkpoint of everything drawn; one line says how to continue, the exit
+    code is 128 + the signal, and the resumed run has the same bits."""
+    run_dir = tmp_path / "stopped"
+    proc = start_child(tmp_path, [*FLAGS, "--samples", str(KILLED), "--out", str(run_dir)])
+    err = kill_after_next_checkpoint(proc, run_dir, 0.0, sig)
+    assert proc.returncode == 128 + sig, err[-3000:]
+    last_line = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and "stopped by a signal after" in last_line
+    assert f"continue with `gcsampler run --resume {run_dir}`" in last_line
+    stopped = assert_checkpoint_rows_intact(run_dir, killed_reference)
+    assert f"after {stopped.draws:,} draws of {KILLED:,}" in last_line
+    proc = start_child(tmp_path, ["--resume", str(run_dir)])
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    assert_same_results(run_dir, killed_reference)
 
 
 # ------------------------------------------------------------- extending a run
