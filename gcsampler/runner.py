@@ -78,10 +78,10 @@ def run_gnc(cfg, run_dir, on_progress, stream, checkpoint_every=checkpoint.DEFAU
             store.write_json(run_dir / "config.json", _config_record(cfg, sampler, schedule, team))
 
     _together(team, create)
-    _together(team, lambda: store.create_part_dir(run_dir, team.process, team.processes))
-    stream.write(f"gcsampler: G&C with {cfg.samples:,} draws{_share(cfg, team)} "
-                 f"{_setup(sampler, schedule)}; run directory {run_dir}\n")
-    return _gnc(cfg, sampler, run_dir, team, on_progress, checkpoint_every)
+    with _together(team, lambda: store.claim_part(run_dir, team.process, team.processes)):
+        stream.write(f"gcsampler: G&C with {cfg.samples:,} draws{_share(cfg, team)} "
+                     f"{_setup(sampler, schedule)}; run directory {run_dir}\n")
+        return _gnc(cfg, sampler, run_dir, team, on_progress, checkpoint_every)
 
 
 def _checkpoint_of(run_dir, cfg, team):
@@ -216,6 +216,16 @@ def resume(resumption, stream=None, checkpoint_every=checkpoint.DEFAULT_EVERY):
     stream = stream if stream is not None else sys.stderr
     r = resumption
     team = distributed.team()
+    try:
+        claim = _together(team, lambda: store.claim_part(r.run_dir, team.process, team.processes))
+    except store.WriteError as err:
+        raise _kept(err, r.run_dir, r.checkpoint) from None
+    with claim:
+        return _resume_claimed(r, team, stream, checkpoint_every)
+
+
+def _resume_claimed(r, team, stream, checkpoint_every):
+    """:func:`resume` once this process holds its part of the run."""
     schedule = _plan(r.cfg, r.sampler, team)
 
     def prepare():
@@ -223,7 +233,6 @@ def resume(resumption, stream=None, checkpoint_every=checkpoint.DEFAULT_EVERY):
             store.remove_temporaries(r.run_dir)
             store.write_json(r.run_dir / "config.json",
                              _config_record(r.cfg, r.sampler, schedule, team))
-        store.create_part_dir(r.run_dir, team.process, team.processes)
 
     try:
         _together(team, prepare)

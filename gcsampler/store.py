@@ -21,6 +21,7 @@ disk before them intact.
 """
 
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -164,14 +165,33 @@ def part_dir(run_dir, process: int, processes: int) -> pathlib.Path:
     return run_dir if processes == 1 else run_dir / f"{PART_PREFIX}{process}"
 
 
-def create_part_dir(run_dir, process: int, processes: int) -> pathlib.Path:
-    """:func:`part_dir`, created if missing (WriteError if it cannot be)."""
+LOCK_FILE = ".lock"
+
+
+def claim_part(run_dir, process: int, processes: int):
+    """Create process ``process``'s :func:`part_dir` if missing and lock it for this
+    process, so two gcsampler processes never write one run at once (say, a resume
+    started while the run still goes). Returns the open lock file: the lock lasts
+    until it is closed or the process ends, however it ends. A part locked by
+    another process is a one-line RunDirError; one that cannot be created, a
+    WriteError.
+    """
     path = part_dir(run_dir, process, processes)
+    lock = path / LOCK_FILE
     try:
         path.mkdir(exist_ok=True)
+        if not lock.exists():
+            lock.touch()
+        handle = open(lock, "rb")  # flock needs no write access: read-only runs still lock
     except OSError as e:
-        raise WriteError(f"cannot create {path}: {_os_reason(e)}") from None
-    return path
+        raise WriteError(f"cannot create {lock}: {_os_reason(e)}") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise RunDirError(f"{path} is in use by another gcsampler process; let it finish or "
+                          f"stop it first") from None
+    return handle
 
 
 def _jsonable(obj: Any) -> Any:

@@ -326,6 +326,20 @@ def test_read_only_run_directory(full_disk, reference, tmp_path, capsys):
     assert_same_results(run_dir, reference)
 
 
+def test_a_run_in_use_is_not_resumed(reference, tmp_path, capsys):
+    """A resume started while another process holds the run (it still draws) is refused
+    with one line, and writes nothing."""
+    run_dir = fresh_copy(reference, tmp_path)
+    before = sorted((p, p.stat().st_mtime_ns) for p in run_dir.rglob("*"))
+    with store.claim_part(run_dir, 0, 1):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["run", "--resume", str(run_dir), "--samples", str(2 * LONG)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert f"{run_dir} is in use by another gcsampler process" in err
+    assert sorted((p, p.stat().st_mtime_ns) for p in run_dir.rglob("*")) == before
+
+
 class read_only:
     """Make a directory tree unwritable, even for root (with chattr), or skip the test."""
 
