@@ -133,21 +133,28 @@ def memory_budget(device):
 
 def plan(problem, model, samples, *, sampler="direct", batch=None, devices=None,
          log2_block=DEFAULT_LOG2_BLOCK, capacity=None):
+    """The :class:`Schedule` of a factorization run (see :func:`make_schedule`)."""
+    n_bins = len(stats.train_loss_edges(1.0)) + 1
+    return make_schedule(samples, bytes_per_draw(problem, model, sampler, n_bins), batch=batch,
+                         devices=devices, log2_block=log2_block, capacity=capacity)
+
+
+def make_schedule(samples, per_draw_bytes, *, batch=None, devices=None,
+                  log2_block=DEFAULT_LOG2_BLOCK, capacity=None):
     """Choose draws evaluated at once, blocks per step, steps per call and row capacity.
 
-    ``batch`` (draws per device step) defaults to what fits in device memory. It
-    is rounded down to whole blocks; a batch below one block evaluates the block
-    in chunks of ``batch`` draws (rounded down to a power of two).
+    ``batch`` (draws per device step) defaults to what fits in device memory at
+    ``per_draw_bytes`` a draw. It is rounded down to whole blocks; a batch below
+    one block evaluates the block in chunks of ``batch`` draws (rounded down to a
+    power of two).
     """
     devices = resolve_devices(devices)
     block = 2**log2_block
     if batch is None:
-        n_bins = len(stats.train_loss_edges(1.0)) + 1
-        per_draw = bytes_per_draw(problem, model, sampler, n_bins)
-        batch = memory_budget(devices[0]) // per_draw
+        batch = memory_budget(devices[0]) // per_draw_bytes
         if batch < 1:
-            raise ValueError(f"one draw needs about {per_draw / 2**30:.1f} GiB, more than this "
-                             f"device can spare; use a smaller width or depth, or a collapsed "
+            raise ValueError(f"one draw needs about {per_draw_bytes / 2**30:.1f} GiB, more than "
+                             f"this device can spare; use a smaller model, or a collapsed "
                              f"sampler where one applies")
     elif not (isinstance(batch, (int, np.integer)) and not isinstance(batch, bool) and batch >= 1):
         raise ValueError(f"batch must be a positive integer or None (sized from memory), "
@@ -174,16 +181,27 @@ def compiled_call(model, prior, sampler, n_train, schedule):
 
 
 def _build_call(model, prior, sampler, n_train, schedule):
-    step = kernel.make_step(model, prior, sampler, n_train, schedule.log2_block, schedule.blocks,
-                            schedule.capacity, schedule.chunk)
+    return sharded_call(kernel.make_step(model, prior, sampler, n_train, schedule.log2_block,
+                                         schedule.blocks, schedule.capacity, schedule.chunk),
+                        schedule)
+
+
+def sharded_call(step, schedule):
+    """``schedule.steps`` steps on every device of ``schedule`` as one jitted call.
+
+    The call is ``call(base_key, first_block, *args)``; device ``d`` at step ``s``
+    runs ``step(base_key, first_block + (s * n_devices + d) * schedule.blocks, *args)``,
+    and every output gets leading (step, device) axes, so flattening them lists
+    blocks in global order.
+    """
     n_devices = len(schedule.devices)
 
-    def device_call(base_key, first_block, full_blocks, tail, ops, labels, eps, edges):
+    def device_call(base_key, first_block, *args):
         device = jax.lax.axis_index("d").astype(jnp.uint32)
 
         def body(carry, s):
             start = first_block + (s * n_devices + device) * schedule.blocks
-            return carry, step(base_key, start, full_blocks, tail, ops, labels, eps, edges)
+            return carry, step(base_key, start, *args)
 
         _, out = jax.lax.scan(body, None, jnp.arange(schedule.steps, dtype=jnp.uint32))
         return jax.tree.map(lambda x: x[:, None], out)
@@ -267,7 +285,7 @@ def guess_and_check(problem, model, prior, *, eps, samples, seed=0, sampler="aut
 
     began = time.perf_counter()
     blocks_per_call = schedule.draws_per_call // block
-    for first, out in _pipelined(launch, range(start.block, blocks.stop, blocks_per_call)):
+    for first, out in pipelined(launch, range(start.block, blocks.stop, blocks_per_call)):
         _accumulate(totals, jax.device_get(out), first, schedule, on_rows, overflow_rows)
         covered = min((first + blocks_per_call) * block, end)
         if on_snapshot is not None and covered % block == 0:
@@ -277,7 +295,7 @@ def guess_and_check(problem, model, prior, *, eps, samples, seed=0, sampler="aut
     return RunResult(totals, time.perf_counter() - began, schedule, sampler)
 
 
-def _pipelined(launch, firsts):
+def pipelined(launch, firsts):
     """``launch(first)`` for each call, yielding ``(first, output)`` one call behind, so
     the next call is already queued on the devices while the host reads one."""
     previous = None

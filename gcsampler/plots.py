@@ -147,7 +147,8 @@ def plot_sweep(rows, axis, out_stem, *, quantity="gen_loss", title="", note=""):
     """Figure of one sweep: per value of ``row[axis]``, each series' median over seeds with
     an inter-quartile bar; writes ``out_stem.png`` and ``out_stem.pdf`` and returns both.
 
-    The series are ``aggregate.QUANTITIES[quantity]``; one with no finite value is left out.
+    The series are ``aggregate.QUANTITIES[quantity]`` (or ``quantity`` itself, an
+    ``aggregate.Quantity``); one with no finite value is left out.
     A point whose median comes from fewer seeds than another series' at that x is marked
     ``n=k``. ``note`` is a small line under the title (e.g. the draws per seed).
     """
@@ -156,7 +157,7 @@ def plot_sweep(rows, axis, out_stem, *, quantity="gen_loss", title="", note=""):
     plt = _pyplot()
     from matplotlib.transforms import ScaledTranslation
 
-    spec = aggregate.QUANTITIES[quantity]
+    spec = quantity if isinstance(quantity, aggregate.Quantity) else aggregate.QUANTITIES[quantity]
     values, positions, x_scale = _sweep_axis(rows, axis)
     plotted = []
     for label, column in spec.series:

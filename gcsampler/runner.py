@@ -302,7 +302,8 @@ def _gnc(cfg, sampler, run_dir, team, on_progress, checkpoint_every, start=None,
     def draw():
         nonlocal saver
         try:
-            with store.AcceptedWriter(part, cfg.rows, cfg.cols, keep=keep) as writer, \
+            with store.AcceptedWriter(part, store.accepted_layout(cfg.rows, cfg.cols),
+                                      keep=keep) as writer, \
                     _stop_on_signal() as stop_requested:
                 saver = checkpoint.Checkpointer(part, writer, cfg.log2_block, checkpoint_every,
                                                 start, stop_requested)

@@ -211,6 +211,11 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def write_text(path, text: str) -> None:
+    """Atomically write ``text`` (e.g. a CSV table)."""
+    _atomic_write(path, lambda f: f.write(text), "w")
+
+
 def write_json(path, obj: Any) -> None:
     """Atomically write ``obj`` as indented, key-sorted standard JSON.
 
@@ -259,8 +264,8 @@ def _spec(run_dir, name: str) -> dict:
     return {"driver": "zarr", "kvstore": {"driver": "file", "path": str(path)}}
 
 
-def _layout(n_rows: int, n_cols: int) -> dict[str, tuple[str, tuple]]:
-    """dtype and shape of one row of each accepted array."""
+def accepted_layout(n_rows: int, n_cols: int) -> dict[str, tuple[str, tuple]]:
+    """The accepted arrays of a factorization run: dtype and shape of one row of each."""
     return {"index": ("<u8", ()), "train_loss": ("<f4", ()), "gen_loss": ("<f4", ()),
             "matrix": ("<f4", (n_rows, n_cols))}
 
@@ -280,15 +285,14 @@ class AcceptedWriter:
     that are missing while ``n`` is 0 are created.
     """
 
-    def __init__(self, run_dir, n_rows: int, n_cols: int, chunk_rows: int = 4096, *,
-                 keep: int | None = None):
-        if min(n_rows, n_cols, chunk_rows) < 1:
-            raise ValueError(
-                f"n_rows, n_cols and chunk_rows must be >= 1, got {n_rows}, {n_cols}, {chunk_rows}"
-            )
+    def __init__(self, run_dir, layout, chunk_rows: int = 4096, *, keep: int | None = None):
+        tails = [tail for _, tail in layout.values()]
+        if (next(iter(layout), None) != "index" or layout["index"] != ("<u8", ())
+                or chunk_rows < 1 or min((min(t) for t in tails if t), default=1) < 1):
+            raise ValueError(f"layout must start with index ('<u8', ()) and have positive "
+                             f"sizes, and chunk_rows must be >= 1; got {layout}, {chunk_rows}")
         self.run_dir = pathlib.Path(run_dir)
-        self.n_rows, self.n_cols, self.chunk_rows = n_rows, n_cols, chunk_rows
-        layout = _layout(n_rows, n_cols)
+        self.layout, self.fields, self.chunk_rows = dict(layout), tuple(layout), chunk_rows
         if keep is None:
             futures = {name: self._create(name, *row) for name, row in layout.items()}
             self._stores = _opened(
@@ -301,7 +305,7 @@ class AcceptedWriter:
         self._size = keep  # rows the on-disk arrays currently span
         self._written = keep  # rows durably written
         self._buf_start = keep // chunk_rows * chunk_rows  # chunk-aligned first row of the buffer
-        self._buf = {name: [] for name in ACCEPTED_FIELDS}
+        self._buf = {name: [] for name in self.fields}
         self._buf_rows = 0
         self._last_index = None
         if keep:  # buffer the partial last chunk, so later writes rewrite it whole
@@ -345,8 +349,8 @@ class AcceptedWriter:
 
     def _read(self, start: int, stop: int) -> dict[str, np.ndarray]:
         """Rows ``start .. stop - 1`` of every array, from disk."""
-        futures = [self._stores[k][start:stop].read() for k in ACCEPTED_FIELDS]
-        return dict(zip(ACCEPTED_FIELDS, self._wait(futures, reading=True)))
+        futures = [self._stores[k][start:stop].read() for k in self.fields]
+        return dict(zip(self.fields, self._wait(futures, reading=True)))
 
     def _wait(self, futures, reading=False):
         """The futures' results; a tensorstore failure becomes a one-line WriteError
@@ -363,38 +367,35 @@ class AcceptedWriter:
         """Rows durably on disk (appended rows count once flushed or chunk-complete)."""
         return self._written
 
-    def _validate(self, index, train_loss, gen_loss, matrix) -> dict[str, np.ndarray]:
+    def _validate(self, index, *columns) -> dict[str, np.ndarray]:
         index = np.asarray(index)
         if index.ndim != 1 or index.dtype.kind not in "ui":
             raise ValueError(f"index must be a 1-D integer array, got {index.dtype} {index.shape}")
         if index.dtype.kind == "i" and index.size and index.min() < 0:
             raise ValueError("index must be non-negative")
-        batch = {
-            "index": index.astype(np.uint64),
-            "train_loss": np.asarray(train_loss, dtype=np.float32),
-            "gen_loss": np.asarray(gen_loss, dtype=np.float32),
-            "matrix": np.asarray(matrix, dtype=np.float32),
-        }
+        if len(columns) != len(self.fields) - 1:
+            raise ValueError(f"rows need {', '.join(self.fields)}; got {len(columns) + 1} arrays")
         n = len(index)
-        for name in ("train_loss", "gen_loss"):
-            if batch[name].shape != (n,):
-                raise ValueError(f"{name} has shape {batch[name].shape}, expected ({n},) to match index")
-        if batch["matrix"].shape != (n, self.n_rows, self.n_cols):
-            raise ValueError(
-                f"matrix has shape {batch['matrix'].shape}, expected ({n}, {self.n_rows}, {self.n_cols})"
-            )
+        batch = {"index": index.astype(np.uint64)}
+        for name, column in zip(self.fields[1:], columns):
+            dtype, tail = self.layout[name]
+            batch[name] = np.asarray(column, dtype=dtype)
+            if batch[name].shape != (n, *tail):
+                raise ValueError(f"{name} has shape {batch[name].shape}, expected "
+                                 f"{(n, *tail)} to match index")
         idx = batch["index"]
         if n and (np.any(idx[1:] <= idx[:-1]) or (self._last_index is not None and idx[0] <= self._last_index)):
             raise ValueError("index must be strictly increasing across appended rows")
         return batch
 
-    def append(self, index, train_loss, gen_loss, matrix) -> None:
-        """Add one batch of accepted rows (any length, including 0).
+    def append(self, index, *columns) -> None:
+        """Add one batch of accepted rows (any length, including 0): the index, then one
+        array per other field of the layout, in its order.
 
-        Raises ValueError if lengths or the matrix shape disagree, or if indices
-        are not strictly increasing. Whole chunks are written immediately.
+        Raises ValueError if lengths or shapes disagree, or if indices are not
+        strictly increasing. Whole chunks are written immediately.
         """
-        batch = self._validate(index, train_loss, gen_loss, matrix)
+        batch = self._validate(index, *columns)
         n = len(batch["index"])
         if n == 0:
             return
@@ -420,7 +421,7 @@ class AcceptedWriter:
         """Grow the arrays if needed, write ``block`` at row ``start``, wait for it."""
         stop = start + len(block["index"])
         self._grow(stop)
-        self._wait([self._stores[k][start:stop].write(block[k]) for k in ACCEPTED_FIELDS])
+        self._wait([self._stores[k][start:stop].write(block[k]) for k in self.fields])
         self._written = max(self._written, stop)
 
     def _grow(self, stop: int) -> None:
@@ -451,24 +452,24 @@ class AcceptedWriter:
             self.close()
 
 
-def read_accepted(run_dir, processes: int = 1) -> dict[str, np.ndarray]:
+def read_accepted(run_dir, processes: int = 1, fields=ACCEPTED_FIELDS) -> dict[str, np.ndarray]:
     """Read all accepted rows of a run made by ``processes`` processes, in index order,
-    as numpy arrays keyed like ``ACCEPTED_FIELDS``."""
-    parts = [_read_part(part_dir(run_dir, p, processes)) for p in range(processes)]
+    as numpy arrays keyed by ``fields`` (those of a factorization run by default)."""
+    parts = [_read_part(part_dir(run_dir, p, processes), fields) for p in range(processes)]
     # Processes draw consecutive ranges of indices, in process order.
-    return {name: np.concatenate([part[name] for part in parts]) for name in ACCEPTED_FIELDS}
+    return {name: np.concatenate([part[name] for part in parts]) for name in fields}
 
 
-def _read_part(run_dir) -> dict[str, np.ndarray]:
+def _read_part(run_dir, fields) -> dict[str, np.ndarray]:
     """The accepted rows of one process's directory."""
-    futures = {name: ts.open(_spec(run_dir, name), read=True) for name in ACCEPTED_FIELDS}
+    futures = {name: ts.open(_spec(run_dir, name), read=True) for name in fields}
     stores = _opened(
         futures, "NOT_FOUND",
         lambda name: f"no accepted draws in {run_dir} (missing {ACCEPTED_DIR}/{name})",
         f"cannot read accepted draws in {run_dir}")
     try:
-        reads = [stores[name].read() for name in ACCEPTED_FIELDS]
-        arrays = dict(zip(ACCEPTED_FIELDS, (fut.result() for fut in reads)))
+        reads = [stores[name].read() for name in fields]
+        arrays = dict(zip(fields, (fut.result() for fut in reads)))
     except ValueError as err:
         raise RunDirError(f"cannot read accepted draws in {run_dir}: {_ts_reason(err)}") from None
     if len({len(a) for a in arrays.values()}) > 1:

@@ -275,10 +275,7 @@ def write_results(sweep_dir, rows):
     writer.writeheader()
     for row in rows:
         writer.writerow({k: row[k] for k in columns})
-    path = pathlib.Path(sweep_dir) / RESULTS_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(buffer.getvalue())
-    tmp.replace(path)
+    store.write_text(pathlib.Path(sweep_dir) / RESULTS_FILE, buffer.getvalue())
 
 
 def load(sweep_dir, eps=None):

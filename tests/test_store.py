@@ -164,7 +164,7 @@ def test_writer_mixed_batches_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     run = store.create_run_dir(tmp_path / "run")
     sizes = [0, 1, 3, CHUNK + 5, 0, 2 * CHUNK, 7, 1]
-    with store.AcceptedWriter(run, N_ROWS, N_COLS, chunk_rows=CHUNK) as w:
+    with store.AcceptedWriter(run, store.accepted_layout(N_ROWS, N_COLS), chunk_rows=CHUNK) as w:
         batches, _ = _append_all(w, rng, sizes)
         assert w.rows_written % CHUNK == 0 and w.rows_written <= sum(sizes)
     assert w.rows_written == sum(sizes)
@@ -179,7 +179,7 @@ def test_writer_mixed_batches_round_trip(tmp_path):
 def test_writer_append_after_flush_continues(tmp_path):
     rng = np.random.default_rng(1)
     run = store.create_run_dir(tmp_path / "run")
-    w = store.AcceptedWriter(run, N_ROWS, N_COLS, chunk_rows=CHUNK)
+    w = store.AcceptedWriter(run, store.accepted_layout(N_ROWS, N_COLS), chunk_rows=CHUNK)
     batches, start = _append_all(w, rng, [3, CHUNK + 2])  # 13 rows: one chunk + 5
     w.flush()
     assert w.rows_written == 13
@@ -197,7 +197,7 @@ def test_writer_append_after_flush_continues(tmp_path):
 
 def test_writer_empty_run_reads_empty(tmp_path):
     run = store.create_run_dir(tmp_path / "run")
-    with store.AcceptedWriter(run, N_ROWS, N_COLS, chunk_rows=CHUNK) as w:
+    with store.AcceptedWriter(run, store.accepted_layout(N_ROWS, N_COLS), chunk_rows=CHUNK) as w:
         w.append(np.zeros(0, np.uint64), np.zeros(0), np.zeros(0), np.zeros((0, N_ROWS, N_COLS)))
     got = store.read_accepted(run)
     assert got["index"].dtype == np.uint64 and got["index"].shape == (0,)
@@ -218,7 +218,7 @@ def test_writer_empty_run_reads_empty(tmp_path):
 )
 def test_writer_rejects_bad_batch(tmp_path, bad):
     run = store.create_run_dir(tmp_path / "run")
-    w = store.AcceptedWriter(run, N_ROWS, N_COLS, chunk_rows=CHUNK)
+    w = store.AcceptedWriter(run, store.accepted_layout(N_ROWS, N_COLS), chunk_rows=CHUNK)
     good = dict(
         index=np.arange(4, dtype=np.uint64),
         train_loss=np.zeros(4),
@@ -226,19 +226,19 @@ def test_writer_rejects_bad_batch(tmp_path, bad):
         matrix=np.zeros((4, N_ROWS, N_COLS)),
     )
     with pytest.raises(ValueError):
-        w.append(**{**good, **bad})
-    w.append(**good)  # a rejected batch leaves the writer usable
+        w.append(*{**good, **bad}.values())
+    w.append(*good.values())  # a rejected batch leaves the writer usable
     with pytest.raises(ValueError, match="increasing"):
-        w.append(**good)  # indices must keep increasing across batches
+        w.append(*good.values())  # indices must keep increasing across batches
     w.close()
     np.testing.assert_array_equal(store.read_accepted(run)["index"], good["index"])
 
 
 def test_writer_refuses_existing_arrays(tmp_path):
     run = store.create_run_dir(tmp_path / "run")
-    store.AcceptedWriter(run, N_ROWS, N_COLS).close()
+    store.AcceptedWriter(run, store.accepted_layout(N_ROWS, N_COLS)).close()
     with pytest.raises(store.RunDirError, match="already exist"):
-        store.AcceptedWriter(run, N_ROWS, N_COLS)
+        store.AcceptedWriter(run, store.accepted_layout(N_ROWS, N_COLS))
 
 
 def test_read_accepted_missing(tmp_path):
@@ -255,7 +255,7 @@ def _killed_writer(run, rng):
     """A writer that flushed 13 rows (its checkpoint), then wrote past them and was killed
     half-way through a write: only ``index`` got its last rows. Returns the 13 rows'
     batches and the next index offset."""
-    w = store.AcceptedWriter(run, N_ROWS, N_COLS, chunk_rows=CHUNK)
+    w = store.AcceptedWriter(run, store.accepted_layout(N_ROWS, N_COLS), chunk_rows=CHUNK)
     kept, start = _append_all(w, rng, [3, CHUNK + 2])
     w.flush()
     _, start = _append_all(w, rng, [2 * CHUNK + 1], start)    # rewrites chunk 1, writes chunk 2
@@ -269,7 +269,7 @@ def test_writer_reopened_at_a_checkpoint_keeps_exactly_its_rows(tmp_path):
     run = store.create_run_dir(tmp_path / "run")
     kept, start = _killed_writer(run, rng)
     assert len(_read_direct(run)["index"]) == 4 * CHUNK
-    with store.AcceptedWriter(run, N_ROWS, N_COLS, chunk_rows=CHUNK, keep=13) as w:
+    with store.AcceptedWriter(run, store.accepted_layout(N_ROWS, N_COLS), chunk_rows=CHUNK, keep=13) as w:
         assert w.rows_written == 13
         _assert_matches(_read_direct(run), _concat(kept))      # later rows are gone
         with pytest.raises(ValueError, match="increasing"):    # continues after row 13's index
@@ -283,7 +283,7 @@ def test_writer_reopened_at_zero_creates_what_is_missing(tmp_path):
     run = store.create_run_dir(tmp_path / "run")
     _killed_writer(run, rng)
     shutil.rmtree(run / "accepted" / "matrix")
-    with store.AcceptedWriter(run, N_ROWS, N_COLS, chunk_rows=CHUNK, keep=0) as w:
+    with store.AcceptedWriter(run, store.accepted_layout(N_ROWS, N_COLS), chunk_rows=CHUNK, keep=0) as w:
         batches, _ = _append_all(w, rng, [5])
     _assert_matches(store.read_accepted(run), _concat(batches))
 
@@ -299,12 +299,12 @@ def test_writer_reopen_refuses_arrays_that_do_not_fit(tmp_path, keep, chunk_rows
     run = store.create_run_dir(tmp_path / "run")
     _killed_writer(run, np.random.default_rng(4))
     with pytest.raises(store.RunDirError, match=message):
-        store.AcceptedWriter(run, N_ROWS, n_cols, chunk_rows=chunk_rows, keep=keep)
+        store.AcceptedWriter(run, store.accepted_layout(N_ROWS, n_cols), chunk_rows=chunk_rows, keep=keep)
 
 
 def test_writer_failure_is_a_write_error(tmp_path):
     run = store.create_run_dir(tmp_path / "run")
-    w = store.AcceptedWriter(run, N_ROWS, N_COLS, chunk_rows=CHUNK)
+    w = store.AcceptedWriter(run, store.accepted_layout(N_ROWS, N_COLS), chunk_rows=CHUNK)
     shutil.rmtree(run / "accepted" / "gen_loss")
     (run / "accepted" / "gen_loss").write_text("not a directory")
     with pytest.raises(store.WriteError, match=r"^cannot write accepted draws in .*run: "):
@@ -314,7 +314,7 @@ def test_writer_failure_is_a_write_error(tmp_path):
 def test_read_accepted_refuses_arrays_of_different_lengths(tmp_path):
     run = store.create_run_dir(tmp_path / "run")
     _killed_writer(run, np.random.default_rng(6))
-    store.AcceptedWriter(run, N_ROWS, N_COLS, chunk_rows=CHUNK, keep=13).close()
+    store.AcceptedWriter(run, store.accepted_layout(N_ROWS, N_COLS), chunk_rows=CHUNK, keep=13).close()
     index = {"driver": "zarr", "kvstore": {"driver": "file", "path": str(run / "accepted/index")}}
     ts.open(index).result().resize(exclusive_max=[12], shrink_only=True).result()
     with pytest.raises(store.RunDirError, match=r"different lengths \(index 12, train_loss 13"):
@@ -358,3 +358,24 @@ def test_remove_temporaries(tmp_path):
     (tmp_path / "summary.json").write_text("{}")
     store.remove_temporaries(tmp_path)
     assert os.listdir(tmp_path) == ["summary.json"]
+
+
+def test_writer_of_another_layout(tmp_path):
+    """Runs of other kinds (classifiers) keep their own fields: written in chunks, read
+    back by name, shapes and dtypes checked."""
+    run = store.create_run_dir(tmp_path / "run")
+    layout = {"index": ("<u8", ()), "train_loss": ("<f4", ()), "bins": ("|u1", (3,))}
+    rng = np.random.default_rng(6)
+    index = np.sort(rng.choice(10**6, 2 * CHUNK + 3, replace=False)).astype(np.uint64)
+    loss = rng.random(index.size).astype(np.float32)
+    bins = rng.integers(0, 2, (index.size, 3)).astype(np.uint8)
+    with store.AcceptedWriter(run, layout, chunk_rows=CHUNK) as w:
+        w.append(index[:5], loss[:5], bins[:5])
+        w.append(index[5:], loss[5:], bins[5:])
+        with pytest.raises(ValueError, match=r"bins has shape \(1, 2\)"):
+            w.append(index[-1:] + 1, loss[:1], bins[:1, :2])
+    got = store.read_accepted(run, fields=tuple(layout))
+    assert got["index"].tobytes() == index.tobytes() and got["train_loss"].tobytes() == loss.tobytes()
+    assert got["bins"].dtype == np.uint8 and np.array_equal(got["bins"], bins)
+    with pytest.raises(ValueError, match="layout must start with index"):
+        store.AcceptedWriter(tmp_path, {"loss": ("<f4", ())})

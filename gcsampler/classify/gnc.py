@@ -1,0 +1,311 @@
+"""Guess & Check for classifiers: draw networks from a prior, keep those that fit the
+training set perfectly with a training cross-entropy inside a bin.
+
+A draw is accepted into bin ``[lo, hi)`` when it classifies every training point
+correctly and its mean training cross-entropy ``c`` has ``lo <= c < hi``
+(Chiang et al., ICLR 2023); every bin of a list is filled in one pass over the
+draws. Each accepted draw's test accuracy is computed on the device, from its
+index alone, for the accepted draws only (a test set is hundreds of times the
+training set), so the cost per draw is that of the training set.
+
+Draws run on the factorization engine's machinery: draw ``i``'s parameters are a
+pure function of (seed, i) (:mod:`gcsampler.draws`), blocks of ``2**log2_block``
+draws are sharded over devices and steps (:func:`gcsampler.engine.sharded_call`),
+and the host keeps only integer totals (draws, perfect fits, accepted per bin,
+correct test predictions and their squares per bin), so results are the same
+bits for any batch size or device count.
+"""
+
+import dataclasses
+import math
+import time
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gcsampler import draws, engine, stats
+from gcsampler.classify import networks
+
+# Fields of the accepted rows a classifier run stores (gcsampler.store.AcceptedWriter).
+ROW_FIELDS = ("index", "train_loss", "test_accuracy", "bins")
+
+
+def row_layout(n_bins):
+    """dtype and shape of one accepted row of each field (see :data:`ROW_FIELDS`)."""
+    return {"index": ("<u8", ()), "train_loss": ("<f4", ()), "test_accuracy": ("<f4", ()),
+            "bins": ("|u1", (n_bins,))}
+
+
+def check_bins(bins):
+    """``bins`` as a float32 array ``(n_bins, 2)`` of ``[lo, hi)`` pairs, 0 <= lo < hi."""
+    array = np.asarray(bins, np.float64)
+    if (array.ndim != 2 or array.shape[1] != 2 or array.shape[0] < 1
+            or not np.all(np.isfinite(array)) or np.any(array[:, 0] < 0)
+            or np.any(array[:, 0] >= array[:, 1])):
+        raise ValueError(f"bins must be a non-empty list of [lo, hi) cross-entropy pairs with "
+                         f"0 <= lo < hi, got {bins!r}")
+    return array.astype(np.float32)
+
+
+class StepOutput(NamedTuple):
+    """What one step of ``blocks`` blocks returns (leading axes added by the engine)."""
+
+    drawn: jax.Array          # () int32, draws with index below the end
+    nonfinite: jax.Array      # () int32, draws whose training cross-entropy is NaN/inf
+    perfect: jax.Array        # () int32, finite draws with 100% training accuracy
+    bin_count: jax.Array      # (n_bins,) int32, draws accepted into each bin
+    accepted: jax.Array       # () int32, draws accepted into any bin (the true row count)
+    row_position: jax.Array   # (capacity,) int32, position of the row within the step
+    row_loss: jax.Array       # (capacity,) float32, training cross-entropy
+    row_correct: jax.Array    # (capacity,) int32, test points classified correctly
+    row_bins: jax.Array       # (capacity, n_bins) bool
+
+
+def make_step(model, prior, log2_block, blocks, capacity, chunk, n_test):
+    """Build ``step(base_key, first_block, full_blocks, tail, train_x, train_y, test_x,
+    test_y, lo, hi)`` evaluating blocks ``first_block ..`` (draws at or past
+    ``full_blocks * 2**log2_block + tail`` masked out).
+
+    Each block is evaluated on its own, ``chunk`` draws at a time, and the
+    ``capacity`` rows' test accuracies :func:`test_chunk` at a time (``capacity`` is
+    a multiple of it), only in steps that accept a draw: shapes, so bits, do not
+    depend on the blocks per step or the capacity, and memory stays bounded.
+    """
+    block_size = 2**log2_block
+    rows_at_once = test_chunk(model, n_test)
+    if capacity % rows_at_once:
+        raise ValueError(f"capacity {capacity} is not a multiple of {rows_at_once}")
+
+    def fit(key, x, y):
+        params = networks.sample_params(model, key, prior)
+        return networks.losses(model.apply(params, x), y)
+
+    def step(base_key, first_block, full_blocks, tail, train_x, train_y, test_x, test_y, lo, hi):
+        block_ids = first_block + jnp.arange(blocks, dtype=jnp.uint32)
+        keys = jax.vmap(lambda b: draws.block_keys(base_key, b, log2_block))(block_ids)
+        train = jax.lax.map(
+            lambda block: jax.lax.map(lambda k: fit(k, train_x, train_y), block, batch_size=chunk),
+            keys)
+        offsets = jnp.arange(block_size, dtype=jnp.int32)
+        valid = (block_ids[:, None] < full_blocks) | (
+            (block_ids[:, None] == full_blocks) & (offsets[None, :] < tail))
+        finite = jnp.isfinite(train.cross_entropy)
+        perfect = (valid & finite & (train.accuracy == 1.0)).reshape(-1)
+        loss = train.cross_entropy.reshape(-1)
+        in_bin = perfect[:, None] & (loss[:, None] >= lo) & (loss[:, None] < hi)
+        accept = jnp.any(in_bin, axis=1)
+        (position,) = jnp.nonzero(accept, size=capacity, fill_value=0)
+
+        def test_accuracy(row_keys):
+            return jax.lax.map(lambda k: fit(k, test_x, test_y).accuracy, row_keys,
+                               batch_size=rows_at_once)
+
+        row_loss = loss[position]
+        accuracy = jax.lax.cond(jnp.any(accept), test_accuracy,
+                                lambda row_keys: jnp.zeros_like(row_loss),  # varying like it
+                                keys.reshape(-1)[position])
+        return StepOutput(
+            drawn=jnp.sum(valid, dtype=jnp.int32),
+            nonfinite=jnp.sum(valid & ~finite, dtype=jnp.int32),
+            perfect=jnp.sum(perfect, dtype=jnp.int32),
+            bin_count=jnp.sum(in_bin, axis=0, dtype=jnp.int32),
+            accepted=jnp.sum(accept, dtype=jnp.int32),
+            row_position=position.astype(jnp.int32),
+            row_loss=row_loss,
+            row_correct=jnp.round(accuracy * n_test).astype(jnp.int32),
+            row_bins=in_bin[position],
+        )
+
+    return step
+
+
+@dataclasses.dataclass
+class Totals:
+    """Integer totals of a classifier run; per-bin arrays follow the run's bins."""
+
+    bins: np.ndarray
+    drawn: int = 0
+    nonfinite: int = 0
+    perfect: int = 0
+    accepted: np.ndarray = None       # draws accepted into each bin
+    correct_sum: np.ndarray = None    # their test points classified correctly, summed
+    correct_sumsq: np.ndarray = None  # and the squares of those counts, summed
+
+    def __post_init__(self):
+        for name in ("accepted", "correct_sum", "correct_sumsq"):
+            if getattr(self, name) is None:
+                setattr(self, name, np.zeros(len(self.bins), np.int64))
+
+
+class RunResult(NamedTuple):
+    totals: Totals
+    seconds: float
+    schedule: engine.Schedule
+
+
+def bytes_per_draw(model, dataset):
+    """A generous estimate of the device memory one draw of a step needs: its
+    parameters, and activations no larger than the parameters per training point."""
+    n_train = len(dataset.train_y)
+    return 4 * 3 * (model.n_params * (2 + n_train) + 64)
+
+
+_CALL_CACHE = {}
+# Test-set evaluations of accepted rows are batched so that about this many
+# parameter-sized values are alive at once.
+TEST_VALUES_AT_ONCE = 2**27
+TEST_ROWS_AT_ONCE = 64  # at most: a step with few accepted draws stays cheap
+
+
+def _compiled_call(model, prior, schedule, n_test):
+    key = (model, prior, schedule, n_test)
+    if key not in _CALL_CACHE:
+        step = make_step(model, prior, schedule.log2_block, schedule.blocks, schedule.capacity,
+                         schedule.chunk, n_test)
+        _CALL_CACHE[key] = engine.sharded_call(step, schedule)
+    return _CALL_CACHE[key]
+
+
+def test_chunk(model, n_test):
+    """Accepted rows whose test accuracy is evaluated at once (a power of two)."""
+    rows = min(TEST_ROWS_AT_ONCE, TEST_VALUES_AT_ONCE // (n_test * max(model.n_params, 64)))
+    return 1 << max(rows.bit_length() - 1, 0)
+
+
+def _room_for(count, model, n_test):
+    """A row capacity for ``count`` rows: a power of two with room to spare, at least
+    one test chunk (so a multiple of it)."""
+    return max(test_chunk(model, n_test), 1 << (2 * count - 1).bit_length())
+
+
+def guess_and_check(dataset, model, prior, *, bins, samples, seed=0, batch=None, devices=None,
+                    log2_block=engine.DEFAULT_LOG2_BLOCK,
+                    on_rows: Callable | None = None, on_progress: Callable | None = None):
+    """Draw ``samples`` networks and keep those that fit ``dataset``'s training set
+    perfectly with a training cross-entropy inside one of ``bins``.
+
+    Args:
+      dataset: a :class:`gcsampler.classify.Dataset`.
+      model, prior: the network (``networks.MLP``/``CNN``) and its prior ('uniform',
+        'gaussian' or a ``(key, shape, dtype)`` sampler; see ``networks.sample_params``).
+      bins: ``[lo, hi)`` pairs of training cross-entropy (nats).
+      samples, seed, batch, devices, log2_block: as for
+        :func:`gcsampler.engine.guess_and_check`.
+      on_rows: called as ``on_rows(index, train_loss, test_accuracy, bins)`` with NumPy
+        arrays of accepted rows (``bins``: uint8 membership per bin), in index order.
+      on_progress: called as ``on_progress(totals, seconds)`` after each device call.
+
+    Returns:
+      RunResult with the integer totals, the wall time and the schedule.
+
+    Test accuracies are evaluated for a fixed number of rows per device step (the
+    capacity), which starts small; a step that accepts more is evaluated again with
+    room for all, and later calls get twice the most seen. Results do not depend on it.
+    """
+    bins = check_bins(bins)
+    _check_arguments(samples, seed, model, dataset)
+    schedule = engine.make_schedule(samples, bytes_per_draw(model, dataset), batch=batch,
+                                    devices=devices, log2_block=log2_block)
+    n_test = len(dataset.test_y)
+    schedule = schedule._replace(capacity=test_chunk(model, n_test))
+    block = schedule.block_size
+    args = (np.uint32(samples // block), np.int32(samples % block),
+            *(jnp.asarray(a) for a in dataset[:4]), jnp.asarray(bins[:, 0]),
+            jnp.asarray(bins[:, 1]))
+    base_key = draws.seed_key(seed)
+    totals = Totals(bins=bins)
+
+    def launch(first):
+        call = _compiled_call(model, prior, schedule, n_test)
+        return call(base_key, np.uint32(first), *args)
+
+    def overflow_rows(first_block, count):
+        one_step = schedule._replace(steps=1, devices=schedule.devices[:1],
+                                     capacity=_room_for(count, model, n_test))
+        call = _compiled_call(model, prior, one_step, n_test)
+        return jax.device_get(call(base_key, np.uint32(first_block), *args))
+
+    began = time.perf_counter()
+    blocks_per_call = schedule.draws_per_call // block
+    for first, out in engine.pipelined(launch, range(0, -(-samples // block), blocks_per_call)):
+        out = jax.device_get(out)
+        _accumulate(totals, out, first, schedule, n_test, on_rows, overflow_rows)
+        most = int(np.max(out.accepted))
+        if most > schedule.capacity:
+            schedule = schedule._replace(capacity=_room_for(most, model, n_test))
+        if on_progress is not None:
+            on_progress(totals, time.perf_counter() - began)
+    return RunResult(totals, time.perf_counter() - began, schedule)
+
+
+def _accumulate(totals, out, first, schedule, n_test, on_rows, overflow_rows):
+    """Fold one call's outputs (leading axes: step, device) into the totals."""
+    totals.drawn += int(np.sum(out.drawn, dtype=np.int64))
+    totals.nonfinite += int(np.sum(out.nonfinite, dtype=np.int64))
+    totals.perfect += int(np.sum(out.perfect, dtype=np.int64))
+    totals.accepted += np.sum(out.bin_count.reshape(-1, len(totals.bins)), 0, dtype=np.int64)
+    n_devices = len(schedule.devices)
+    for s in range(schedule.steps):
+        for d in range(n_devices):
+            count = int(out.accepted[s, d])
+            if count == 0:
+                continue
+            step_first = first + (s * n_devices + d) * schedule.blocks
+            rows, index = out, (s, d)
+            if count > schedule.capacity:
+                rows, index = overflow_rows(step_first, count), (0, 0)
+            correct = rows.row_correct[index][:count].astype(np.int64)
+            member = rows.row_bins[index][:count]
+            totals.correct_sum += member.T @ correct
+            totals.correct_sumsq += member.T @ correct**2
+            if on_rows is not None:
+                position = rows.row_position[index][:count].astype(np.uint64)
+                on_rows(np.uint64(step_first) * np.uint64(schedule.block_size) + position,
+                        rows.row_loss[index][:count], (correct / n_test).astype(np.float32),
+                        member.astype(np.uint8))
+
+
+def _check_arguments(samples, seed, model, dataset):
+    if not (isinstance(samples, (int, np.integer)) and samples >= 1):
+        raise ValueError(f"samples must be a positive integer, got {samples!r}")
+    if not (isinstance(seed, (int, np.integer)) and 0 <= seed <= draws.MAX_SEED):
+        raise ValueError(f"seed must be an integer in [0, {draws.MAX_SEED}], got {seed!r}")
+    try:
+        jax.eval_shape(model.apply, tuple(jax.ShapeDtypeStruct(s, jnp.float32)
+                                          for s in model.param_shapes),
+                       jax.ShapeDtypeStruct(dataset.train_x.shape, jnp.float32))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"the model does not take the task's inputs of shape "
+                         f"{dataset.train_x.shape[1:]} ({str(err).splitlines()[0]})") from None
+
+
+def summarize(totals, n_test):
+    """One dict per bin: acceptance (with Wilson CI) and the accepted draws' test accuracy
+    (mean and standard error over accepted networks; NaN where undefined)."""
+    cells = []
+    for j, (lo, hi) in enumerate(totals.bins):
+        k = int(totals.accepted[j])
+        mean, std, stderr = _accuracy_moments(k, int(totals.correct_sum[j]),
+                                              int(totals.correct_sumsq[j]), n_test)
+        ci = stats.wilson_interval(k, totals.drawn)
+        cells.append({"bin_lo": float(lo), "bin_hi": float(hi), "draws": totals.drawn,
+                      "perfect": totals.perfect, "accepted": k,
+                      "acceptance_rate": k / totals.drawn if totals.drawn else math.nan,
+                      "acceptance_ci95_lo": ci[0], "acceptance_ci95_hi": ci[1],
+                      "gnc_test_accuracy": mean, "gnc_test_accuracy_std": std,
+                      "gnc_test_accuracy_stderr": stderr})
+    return cells
+
+
+def _accuracy_moments(k, total, total_sq, n_test):
+    """Mean, sample std and standard error of ``k`` accuracies from the integer sums of
+    their correct counts and squares (exact until the last division)."""
+    if k == 0:
+        return math.nan, math.nan, math.nan
+    mean = total / (k * n_test)
+    if k == 1:
+        return mean, math.nan, math.nan
+    std = math.sqrt((k * total_sq - total * total) / (k * (k - 1))) / n_test
+    return mean, std, std / math.sqrt(k)

@@ -1,0 +1,112 @@
+"""Classifier G&C: the engine's counts and rows equal a direct evaluation of every draw, do
+not depend on the batch or the row capacity, and its statistics are those of its rows."""
+
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from gcsampler import draws
+from gcsampler.classify import data, gnc, networks
+
+LOG2_BLOCK = 8
+SAMPLES = 6 * 2**LOG2_BLOCK + 37      # a partial last block
+SEED = 5
+BINS = ((0.0, 0.45), (0.3, 0.5), (0.5, 0.7))   # overlapping: a draw may be in two bins
+DATASET = data.kink(4, seed=1)
+MODEL = networks.MLP(2, depth=1, width=10)
+
+
+def run(**kwargs):
+    rows = []
+    args = dict(bins=BINS, samples=SAMPLES, seed=SEED, devices=1, log2_block=LOG2_BLOCK,
+                batch=2**LOG2_BLOCK)
+    args.update(kwargs)
+    result = gnc.guess_and_check(DATASET, MODEL, "uniform",
+                                 on_rows=lambda *r: rows.append(r), **args)
+    fields = [np.concatenate(column) for column in zip(*rows)] if rows else [np.zeros(0)] * 4
+    return result, dict(zip(gnc.ROW_FIELDS, fields))
+
+
+@pytest.fixture(scope="module")
+def direct():
+    """Every draw evaluated one block at a time, straight from its key: (train accuracy,
+    train cross-entropy, test accuracy) per draw."""
+    base = draws.seed_key(SEED)
+
+    def evaluate(key, x, y):
+        return networks.losses(MODEL.apply(networks.sample_params(MODEL, key, "uniform"), x), y)
+
+    blocks = -(-SAMPLES // 2**LOG2_BLOCK)
+    keys = jax.vmap(lambda b: draws.block_keys(base, b, LOG2_BLOCK))(
+        np.arange(blocks, dtype=np.uint32)).reshape(-1)[:SAMPLES]
+    train = jax.jit(jax.vmap(lambda k: evaluate(k, DATASET.train_x, DATASET.train_y)))(keys)
+    test = jax.jit(jax.vmap(lambda k: evaluate(k, DATASET.test_x, DATASET.test_y)))(keys)
+    return np.asarray(train.accuracy), np.asarray(train.cross_entropy), np.asarray(test.accuracy)
+
+
+@pytest.fixture(scope="module")
+def reference_run():
+    return run()
+
+
+def test_counts_and_rows_equal_direct_evaluation(direct, reference_run):
+    accuracy, loss, test_accuracy = direct
+    result, rows = reference_run
+    t = result.totals
+    perfect = accuracy == 1.0
+    member = np.stack([perfect & (loss >= np.float32(lo)) & (loss < np.float32(hi))
+                       for lo, hi in BINS], axis=1)
+    assert (t.drawn, t.nonfinite, t.perfect) == (SAMPLES, 0, int(perfect.sum()))
+    assert np.array_equal(t.accepted, member.sum(0)) and t.accepted.min() > 0
+    assert np.array_equal(rows["index"], np.nonzero(member.any(1))[0])
+    assert np.array_equal(rows["bins"], member[member.any(1)].astype(np.uint8))
+    np.testing.assert_allclose(rows["train_loss"], loss[member.any(1)], rtol=1e-6)
+    # A test point whose two logits tie to float rounding may flip: at most one point per row.
+    n_test = len(DATASET.test_y)
+    assert np.max(np.abs(rows["test_accuracy"] - test_accuracy[member.any(1)])) <= 1.5 / n_test
+
+
+def test_totals_are_the_sums_of_the_rows(reference_run):
+    result, rows = reference_run
+    t, n_test = result.totals, len(DATASET.test_y)
+    correct = np.rint(rows["test_accuracy"].astype(np.float64) * n_test).astype(np.int64)
+    for j, cell in enumerate(gnc.summarize(t, n_test)):
+        mine = correct[rows["bins"][:, j] == 1]
+        assert t.correct_sum[j] == mine.sum() and t.correct_sumsq[j] == (mine**2).sum()
+        assert cell["accepted"] == mine.size
+        np.testing.assert_allclose(cell["gnc_test_accuracy"], mine.mean() / n_test, rtol=1e-12)
+        np.testing.assert_allclose(cell["gnc_test_accuracy_std"], mine.std(ddof=1) / n_test,
+                                   rtol=1e-9)
+        assert cell["gnc_test_accuracy_stderr"] == pytest.approx(
+            cell["gnc_test_accuracy_std"] / math.sqrt(mine.size))
+        assert cell["acceptance_rate"] == mine.size / SAMPLES
+
+
+@pytest.mark.parametrize("kwargs", [dict(batch=3 * 2**LOG2_BLOCK), dict(batch=None),
+                                    dict(batch=2**LOG2_BLOCK // 4)])
+def test_same_bits_for_any_batch(kwargs, reference_run):
+    """Totals are integers and rows are per-draw values: another batch (more blocks per
+    step, or a block evaluated in chunks) changes nothing. The row capacity starts at one
+    test chunk, so steps overflow into re-evaluations that must not change anything either."""
+    result, rows = run(**kwargs)
+    want_result, want_rows = reference_run
+    for name in ("drawn", "nonfinite", "perfect", "accepted", "correct_sum", "correct_sumsq"):
+        assert np.array_equal(getattr(result.totals, name), getattr(want_result.totals, name))
+    for name in gnc.ROW_FIELDS:
+        assert rows[name].tobytes() == want_rows[name].tobytes(), name
+
+
+@pytest.mark.parametrize("bins", [[], [(0.5, 0.4)], [(-0.1, 0.2)], [(0.1, math.inf)],
+                                  [(0.1, 0.2, 0.3)]])
+def test_bad_bins(bins):
+    with pytest.raises(ValueError, match="bins must be"):
+        gnc.check_bins(bins)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="samples must be a positive integer"):
+        gnc.guess_and_check(DATASET, MODEL, "uniform", bins=BINS, samples=0)
+    with pytest.raises(ValueError, match="does not take the task's inputs"):
+        gnc.guess_and_check(DATASET, networks.MLP(3), "uniform", bins=BINS, samples=10)
