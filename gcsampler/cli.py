@@ -142,6 +142,49 @@ def _sweep_flag_rows():
     )
 
 
+def _classify_flag_rows():
+    """`gcsampler classify` flags: the study's settings, a preset and the output."""
+    from gcsampler.classify import data, networks, study
+
+    d = study.StudyConfig()
+    bins = ",".join(f"{lo:g}:{hi:g}" for lo, hi in d.bins)
+    return (
+        ("preset", "string", None, "Run one of the paper-shaped studies (see --list_presets); "
+                                   "flags given explicitly override its settings."),
+        ("list_presets", "boolean", False, "List the presets and exit."),
+        ("task", "enum", d.task, "Data set: the 2-D kink or slabs sets, or digits 0 vs 1 "
+                                 "(needs the [digits] extra).", tuple(data.TASKS)),
+        ("n_train", "string", ",".join(map(str, d.n_train)),
+         "Training-set sizes, comma-separated even numbers (balanced classes)."),
+        ("seeds", "integer", d.seeds, "Data seeds per size: seed s is a fresh train/test split "
+                                      "and the G&C seed."),
+        ("model", "enum", d.model, "Network: an MLP, a linear model or a LeNet-style CNN "
+                                   "(images).", study.MODELS),
+        ("depth", "integer", d.depth, "Hidden layers of the MLP."),
+        ("width", "integer", d.width, "Units per hidden layer of the MLP."),
+        ("activation", "enum", d.activation, "MLP activation.", tuple(networks.ACTIVATIONS)),
+        ("lenet_width", "float", d.lenet_width, "LeNet width factor (channels and units "
+                                                "relative to LeNet-5)."),
+        ("prior", "enum", d.prior, "G&C prior: every weight and bias U(-1, 1) (the paper's), or "
+                                   "N(0, 1/fan_in).", networks.PRIORS),
+        ("bins", "string", bins, "Training cross-entropy bins LO:HI,...; a draw with 100%% "
+                                 "training accuracy is accepted into each bin holding its loss."),
+        ("samples", "string", str(d.samples), "G&C draws per cell (1e7 is fine)."),
+        ("batch", "string", "auto", "Draws per device step ('auto': sized from memory)."),
+        ("devices", "string", d.devices, "Local devices to shard draws over: 'all' or a count."),
+        ("log2_block", "integer", d.log2_block, "Log2 of the block size."),
+        ("baseline", "enum", d.baseline, "Gradient baseline on the same network, stopped at "
+                                         "100%% training accuracy below each bin's upper edge.",
+         study.BASELINES),
+        ("baseline_lr", "float", d.baseline_lr, "Baseline learning rate."),
+        ("baseline_steps", "integer", d.baseline_steps, "Most baseline steps (full batch)."),
+        ("baseline_runs", "integer", d.baseline_runs, "Baseline runs (seeds) per bin, vmapped."),
+        ("baseline_init", "enum", d.baseline_init, "Baseline initialization: PyTorch's default, "
+                                                   "or the G&C prior.", ("pytorch", "uniform")),
+        ("out", "string", None, "Study directory to create (default: runs/<time>-classify-<name>)."),
+    )
+
+
 REPORT_FLAGS = (
     ("eps", "float", None, "Also report G&C at this threshold: exact from the accepted rows "
                            "at or below the run's eps, from the train-loss bins above it."),
@@ -176,6 +219,12 @@ def build_parser():
                  description="Run G&C, GD and the reference solutions for every (value, seed) "
                              "cell of a sweep; write one run directory per cell, results.csv "
                              "and the figures.")
+    _add_command(commands, "classify", _classify_flag_rows(), classify_command,
+                 "G&C vs gradient training of small classifiers across training-set sizes",
+                 description="Guess & Check on small classifiers (Chiang et al. 2023): per "
+                             "training-set size and seed, the test accuracy of networks drawn "
+                             "from the prior that fit the training set with a cross-entropy in "
+                             "each bin, against SGD or Adam on the same network.")
     _add_command(commands, "plot", PLOT_FLAGS, plot_command,
                  "redraw a sweep's figures (another eps or y-axis)",
                  positional=("sweep_dir", "SWEEP"))
@@ -431,6 +480,65 @@ def sweep_command(args, values):
                   table=False)
     print(f"results: {out / sweep.RESULTS_FILE}")
     return 0
+
+
+def classify_command(args, values):
+    from gcsampler.classify import study
+
+    if values.list_presets:
+        print(study.preset_listing())
+        return 0
+    cfg = classify_config(values)
+    _check_devices(cfg.devices, command="classify")
+    name = values.preset or cfg.task
+    out = pathlib.Path(values.out) if values.out else pathlib.Path("runs") / store.default_run_name(
+        f"classify-{name}")
+    try:
+        todo = study.make_cells(cfg)
+    except (ValueError, ImportError) as err:  # ImportError: digits without scikit-learn
+        raise UsageError(f"gcsampler classify: {err}") from None
+    rows = study.run(cfg, out, cells=todo)
+    print(study.table(rows))
+    print(f"results: {out / study.RESULTS_FILE}")
+    for path in sorted(out.glob("test_accuracy.*")):
+        print(f"figure: {path}")
+    return 0
+
+
+def classify_config(values):
+    """The StudyConfig of parsed `classify` flags: preset, then the flags given."""
+    from gcsampler.classify import study
+
+    settings = {}
+    if values.preset is not None:
+        if values.preset not in study.PRESETS:
+            raise UsageError(f"gcsampler classify: --preset must be one of "
+                             f"{', '.join(study.PRESETS)}, got {values.preset!r}")
+        settings.update(study.PRESETS[values.preset][1])
+    fields = [f.name for f in dataclasses.fields(study.StudyConfig)]
+    for name in fields:
+        if values[name].present or name not in settings:
+            settings[name] = values[name].value
+    for name, allow_auto in (("samples", False), ("batch", True)):
+        if isinstance(settings.get(name), str):
+            settings[name] = parse_count(name, settings[name], allow_auto, "classify")
+    try:
+        if isinstance(settings.get("n_train"), str):
+            settings["n_train"] = tuple(int(v) for v in settings["n_train"].split(","))
+    except ValueError:
+        raise UsageError(f"gcsampler classify: --n_train must be comma-separated even integers, "
+                         f"got {values.n_train!r}") from None
+    try:
+        if isinstance(settings.get("bins"), str):
+            settings["bins"] = tuple(tuple(float(x) for x in pair.split(":"))
+                                     for pair in settings["bins"].split(","))
+    except ValueError:
+        raise UsageError(f"gcsampler classify: --bins must be LO:HI pairs separated by commas, "
+                         f"got {values.bins!r}") from None
+    try:
+        return study.StudyConfig(**settings).validate()
+    except ValueError as err:
+        raise UsageError(f"gcsampler classify: {err}") from None
 
 
 def plot_command(args, values):

@@ -5,7 +5,8 @@
 - ``gd_curves.png``: GD train and gen loss against steps, one line per run.
 
 ``plot_sweep`` draws a sweep (one setting varied over seeds): per swept value, the median over
-seeds with an inter-quartile bar, as in the paper's figures.
+seeds with an inter-quartile bar, as in the paper's figures. ``plot_classify`` draws a
+classifier study the same way, one panel per cross-entropy bin.
 """
 
 import math
@@ -147,8 +148,7 @@ def plot_sweep(rows, axis, out_stem, *, quantity="gen_loss", title="", note=""):
     """Figure of one sweep: per value of ``row[axis]``, each series' median over seeds with
     an inter-quartile bar; writes ``out_stem.png`` and ``out_stem.pdf`` and returns both.
 
-    The series are ``aggregate.QUANTITIES[quantity]`` (or ``quantity`` itself, an
-    ``aggregate.Quantity``); one with no finite value is left out.
+    The series are ``aggregate.QUANTITIES[quantity]``; one with no finite value is left out.
     A point whose median comes from fewer seeds than another series' at that x is marked
     ``n=k``. ``note`` is a small line under the title (e.g. the draws per seed).
     """
@@ -157,7 +157,7 @@ def plot_sweep(rows, axis, out_stem, *, quantity="gen_loss", title="", note=""):
     plt = _pyplot()
     from matplotlib.transforms import ScaledTranslation
 
-    spec = quantity if isinstance(quantity, aggregate.Quantity) else aggregate.QUANTITIES[quantity]
+    spec = aggregate.QUANTITIES[quantity]
     values, positions, x_scale = _sweep_axis(rows, axis)
     plotted = []
     for label, column in spec.series:
@@ -203,6 +203,55 @@ def plot_sweep(rows, axis, out_stem, *, quantity="gen_loss", title="", note=""):
                 fontsize="small", color="dimgray")
     if plotted:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
+    out_stem = pathlib.Path(out_stem)
+    paths = [out_stem.with_name(out_stem.name + suffix) for suffix in (".png", ".pdf")]
+    for path in paths:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def plot_classify(rows, out_stem, *, baseline, title="", note=""):
+    """Figure of a classifier study: one panel per cross-entropy bin, test accuracy of
+    G&C and of ``baseline`` against the training-set size (median over seeds with an
+    inter-quartile bar; a point from fewer seeds than others is marked ``n=k``).
+    Writes ``out_stem.png`` and ``.pdf`` and returns both."""
+    plt = _pyplot()
+    bins = list(dict.fromkeys((row["bin_lo"], row["bin_hi"]) for row in rows))
+    columns = min(4, len(bins))
+    grid = (-(-len(bins) // columns), columns)
+    fig, axes = plt.subplots(*grid, figsize=(3.2 * grid[1], 2.6 * grid[0] + 0.6), sharex=True,
+                             sharey=True, squeeze=False)
+    series = [("G&C", "gnc_test_accuracy", {"color": "red", "marker": "o"})]
+    if baseline != "none":
+        series.append((baseline.upper(), "baseline_test_accuracy", {"color": "black",
+                                                                    "marker": "s"}))
+    for ax, (lo, hi) in zip(axes.flat, bins):
+        cell = [row for row in rows if (row["bin_lo"], row["bin_hi"]) == (lo, hi)]
+        for label, column, style in series:
+            bands = aggregate.median_iqr(cell, "n_train", column)
+            x = np.array([band.value for band in bands], float)
+            median, q25, q75 = np.array([(b.median, b.q25, b.q75) for b in bands]).T
+            ax.errorbar(x, median, yerr=[median - q25, q75 - median], label=label, capsize=3,
+                        **style)
+            most = max(band.n for band in bands)
+            for band in bands:
+                if 0 < band.n < most:
+                    ax.annotate(f"n={band.n}", (band.value, band.median), xytext=(4, 4),
+                                textcoords="offset points", fontsize="x-small",
+                                color=style["color"])
+        ax.axhline(0.5, color="tab:gray", linewidth=0.8, linestyle=":")
+        ax.set_xticks(sorted({row["n_train"] for row in rows}))
+        ax.set_title(f"train CE in [{lo:g}, {hi:g})", fontsize="small")
+    for ax in axes.flat[len(bins):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("training examples")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test accuracy")
+    axes.flat[0].legend(fontsize="small")
+    fig.suptitle(title + (f"\n{note}" if note else ""), fontsize="medium")
+    fig.tight_layout()
     out_stem = pathlib.Path(out_stem)
     paths = [out_stem.with_name(out_stem.name + suffix) for suffix in (".png", ".pdf")]
     for path in paths:

@@ -1,7 +1,9 @@
 """Classifier Guess & Check: two-class data sets, small JAX classifiers, their priors and losses.
 
 The setting of Chiang et al. (ICLR 2023): draw every parameter of a small network from a prior
-and keep the draws that classify a tiny training set perfectly.
+and keep the draws that classify a tiny training set perfectly. Modules: ``data`` (tasks),
+``networks`` (models, priors, losses), ``gnc`` (G&C on the engine), ``baselines`` (SGD, Adam,
+random search), ``study`` (G&C vs a baseline across training-set sizes; ``gcsampler classify``).
 """
 
 from gcsampler.classify.data import TASKS, Dataset, digits, kink, make_dataset, slabs

@@ -290,7 +290,7 @@ def summarize(totals, n_test):
         mean, std, stderr = _accuracy_moments(k, int(totals.correct_sum[j]),
                                               int(totals.correct_sumsq[j]), n_test)
         ci = stats.wilson_interval(k, totals.drawn)
-        cells.append({"bin_lo": float(lo), "bin_hi": float(hi), "draws": totals.drawn,
+        cells.append({"bin_lo": _decimal(lo), "bin_hi": _decimal(hi), "draws": totals.drawn,
                       "perfect": totals.perfect, "accepted": k,
                       "acceptance_rate": k / totals.drawn if totals.drawn else math.nan,
                       "acceptance_ci95_lo": ci[0], "acceptance_ci95_hi": ci[1],
@@ -309,3 +309,8 @@ def _accuracy_moments(k, total, total_sq, n_test):
         return mean, math.nan, math.nan
     std = math.sqrt((k * total_sq - total * total) / (k * (k - 1))) / n_test
     return mean, std, std / math.sqrt(k)
+
+
+def _decimal(edge):
+    """A float32 bin edge as the shortest decimal that rounds to it (0.3, not 0.30000001)."""
+    return float(np.format_float_positional(np.float32(edge)))
