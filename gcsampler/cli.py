@@ -344,10 +344,15 @@ def run_command(args, values):
     cfg = run_config(values)
     _join(values)
     _check_devices(cfg.devices)
-    out = pathlib.Path(values.out) if values.out else pathlib.Path("runs") / store.default_run_name(
-        cfg.tag())
+    out = _out_dir(values, cfg.tag())
     _print_results(runner.execute(cfg, out, checkpoint_every=every), out)
     return 0
+
+
+def _out_dir(values, tag):
+    """``--out``, or ``runs/<time>-<tag>`` when it is not given."""
+    return pathlib.Path(values.out) if values.out else pathlib.Path("runs") / store.default_run_name(
+        tag)
 
 
 def _resume_run(values, every):
@@ -456,9 +461,13 @@ def sweep_spec(values):
 
 def _settings(values, names, command):
     """RunConfig settings from the flags ``names``, with draw counts parsed (1e8 -> int)."""
-    settings = {name: values[name].value for name in names}
+    return _parsed_counts({name: values[name].value for name in names}, command)
+
+
+def _parsed_counts(settings, command):
+    """``settings`` with the draw counts given as text (``samples``, ``batch``) parsed."""
     for name, allow_auto in (("samples", False), ("batch", True)):
-        if name in settings:
+        if isinstance(settings.get(name), str):
             settings[name] = parse_count(name, settings[name], allow_auto, command)
     return settings
 
@@ -470,8 +479,7 @@ def sweep_command(args, values):
     spec = sweep_spec(values)
     _check_devices(values.devices, command="sweep")
     name = spec.preset or f"{spec.axis}"
-    out = pathlib.Path(values.out) if values.out else pathlib.Path("runs") / store.default_run_name(
-        f"sweep-{name}")
+    out = _out_dir(values, f"sweep-{name}")
     sweep.run(spec, out)
     record, rows = sweep.load(out)
     print(f"\n{spec.title}")
@@ -491,8 +499,7 @@ def classify_command(args, values):
     cfg = classify_config(values)
     _check_devices(cfg.devices, command="classify")
     name = values.preset or cfg.task
-    out = pathlib.Path(values.out) if values.out else pathlib.Path("runs") / store.default_run_name(
-        f"classify-{name}")
+    out = _out_dir(values, f"classify-{name}")
     try:
         todo = study.make_cells(cfg)
     except (ValueError, ImportError) as err:  # ImportError: digits without scikit-learn
@@ -519,9 +526,7 @@ def classify_config(values):
     for name in fields:
         if values[name].present or name not in settings:
             settings[name] = values[name].value
-    for name, allow_auto in (("samples", False), ("batch", True)):
-        if isinstance(settings.get(name), str):
-            settings[name] = parse_count(name, settings[name], allow_auto, "classify")
+    _parsed_counts(settings, "classify")
     try:
         if isinstance(settings.get("n_train"), str):
             settings["n_train"] = tuple(int(v) for v in settings["n_train"].split(","))

@@ -277,7 +277,8 @@ def guess_and_check(problem, model, prior, *, eps, samples, seed=0, sampler="aut
     def launch(first):
         return call(base_key, np.uint32(first), *args)
 
-    def overflow_rows(first_block):
+    def overflow_rows(first_block, count):
+        del count  # room for a whole step
         full = schedule._replace(steps=1, devices=schedule.devices[:1], capacity=schedule.batch)
         out = compiled_call(model, prior, sampler, n_train, full)(
             base_key, np.uint32(first_block), *args)
@@ -340,6 +341,19 @@ def _accumulate(totals, out, first, schedule, on_rows, overflow_rows):
     """Fold one call's outputs (leading axes: step, device) into the totals."""
     stats.add_counts(totals, out.drawn, out.nonfinite, out.bin_count, out.hist)
     stats.add_block_sums(totals, out.gen_sum, out.gen_sumsq, out.bin_gen_sum, out.bin_gen_sumsq)
+    for index, rows in accepted_rows(out, first, schedule, overflow_rows):
+        gen = rows.row_gen
+        stats.add_accepted(totals, gen)
+        if on_rows is not None:
+            on_rows(index, rows.row_train, gen, rows.row_matrix)
+
+
+def accepted_rows(out, first, schedule, overflow_rows):
+    """The accepted rows of one call's outputs (leading axes: step, device), step by step
+    in global order: ``(global_index, rows)`` with ``rows`` the step's ``row_*`` fields
+    cut to its true count. A step that accepted more rows than ``schedule.capacity``
+    is evaluated again by ``overflow_rows(first_block, count)``, whose output (one step,
+    one device) has room for all of them."""
     n_devices = len(schedule.devices)
     for s in range(schedule.steps):
         for d in range(n_devices):
@@ -347,17 +361,13 @@ def _accumulate(totals, out, first, schedule, on_rows, overflow_rows):
             if count == 0:
                 continue
             step_first = first + (s * n_devices + d) * schedule.blocks
-            rows = out
-            index = (s, d)
+            rows, at = out, (s, d)
             if count > schedule.capacity:
-                rows, index = overflow_rows(step_first), (0, 0)
-            position = rows.row_position[index][:count]
-            global_index = np.uint64(step_first) * np.uint64(schedule.block_size) + position.astype(
-                np.uint64)
-            gen = rows.row_gen[index][:count]
-            stats.add_accepted(totals, gen)
-            if on_rows is not None:
-                on_rows(global_index, rows.row_train[index][:count], gen, rows.row_matrix[index][:count])
+                rows, at = overflow_rows(step_first, count), (0, 0)
+            rows = rows._replace(**{name: getattr(rows, name)[at][:count]
+                                    for name in rows._fields if name.startswith("row_")})
+            position = rows.row_position.astype(np.uint64)
+            yield np.uint64(step_first) * np.uint64(schedule.block_size) + position, rows
 
 
 def _check_arguments(eps, samples, seed, log2_block):

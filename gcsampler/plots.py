@@ -203,12 +203,7 @@ def plot_sweep(rows, axis, out_stem, *, quantity="gen_loss", title="", note=""):
                 fontsize="small", color="dimgray")
     if plotted:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
-    out_stem = pathlib.Path(out_stem)
-    paths = [out_stem.with_name(out_stem.name + suffix) for suffix in (".png", ".pdf")]
-    for path in paths:
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return paths
+    return _save(plt, fig, out_stem)
 
 
 def plot_classify(rows, out_stem, *, baseline, title="", note=""):
@@ -252,6 +247,11 @@ def plot_classify(rows, out_stem, *, baseline, title="", note=""):
     axes.flat[0].legend(fontsize="small")
     fig.suptitle(title + (f"\n{note}" if note else ""), fontsize="medium")
     fig.tight_layout()
+    return _save(plt, fig, out_stem)
+
+
+def _save(plt, fig, out_stem):
+    """Write ``fig`` as ``out_stem.png`` and ``.pdf``, close it, return the paths."""
     out_stem = pathlib.Path(out_stem)
     paths = [out_stem.with_name(out_stem.name + suffix) for suffix in (".png", ".pdf")]
     for path in paths:

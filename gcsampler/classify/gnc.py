@@ -246,25 +246,13 @@ def _accumulate(totals, out, first, schedule, n_test, on_rows, overflow_rows):
     totals.nonfinite += int(np.sum(out.nonfinite, dtype=np.int64))
     totals.perfect += int(np.sum(out.perfect, dtype=np.int64))
     totals.accepted += np.sum(out.bin_count.reshape(-1, len(totals.bins)), 0, dtype=np.int64)
-    n_devices = len(schedule.devices)
-    for s in range(schedule.steps):
-        for d in range(n_devices):
-            count = int(out.accepted[s, d])
-            if count == 0:
-                continue
-            step_first = first + (s * n_devices + d) * schedule.blocks
-            rows, index = out, (s, d)
-            if count > schedule.capacity:
-                rows, index = overflow_rows(step_first, count), (0, 0)
-            correct = rows.row_correct[index][:count].astype(np.int64)
-            member = rows.row_bins[index][:count]
-            totals.correct_sum += member.T @ correct
-            totals.correct_sumsq += member.T @ correct**2
-            if on_rows is not None:
-                position = rows.row_position[index][:count].astype(np.uint64)
-                on_rows(np.uint64(step_first) * np.uint64(schedule.block_size) + position,
-                        rows.row_loss[index][:count], (correct / n_test).astype(np.float32),
-                        member.astype(np.uint8))
+    for index, rows in engine.accepted_rows(out, first, schedule, overflow_rows):
+        correct = rows.row_correct.astype(np.int64)
+        totals.correct_sum += rows.row_bins.T @ correct
+        totals.correct_sumsq += rows.row_bins.T @ correct**2
+        if on_rows is not None:
+            on_rows(index, rows.row_loss, (correct / n_test).astype(np.float32),
+                    rows.row_bins.astype(np.uint8))
 
 
 def _check_arguments(samples, seed, model, dataset):
