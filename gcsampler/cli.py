@@ -173,10 +173,12 @@ def _classify_flag_rows():
         ("batch", "string", "auto", "Draws per device step ('auto': sized from memory)."),
         ("devices", "string", d.devices, "Local devices to shard draws over: 'all' or a count."),
         ("log2_block", "integer", d.log2_block, "Log2 of the block size."),
-        ("baseline", "enum", d.baseline, "Gradient baseline on the same network, stopped at "
-                                         "100%% training accuracy below each bin's upper edge.",
+        ("baseline", "enum", d.baseline, "Baseline on the same network (SGD, Adam, or greedy "
+                                         "random search, a zeroth-order method), stopped at 100%% "
+                                         "training accuracy below each bin's upper edge.",
          study.BASELINES),
-        ("baseline_lr", "float", d.baseline_lr, "Baseline learning rate."),
+        ("baseline_lr", "float", d.baseline_lr, "Baseline learning rate (random_search: the "
+                                                "proposal scale sigma)."),
         ("baseline_steps", "integer", d.baseline_steps, "Most baseline steps (full batch)."),
         ("baseline_runs", "integer", d.baseline_runs, "Baseline runs (seeds) per bin, vmapped."),
         ("baseline_init", "enum", d.baseline_init, "Baseline initialization: PyTorch's default, "

@@ -110,3 +110,30 @@ def test_bad_arguments():
         gnc.guess_and_check(DATASET, MODEL, "uniform", bins=BINS, samples=0)
     with pytest.raises(ValueError, match="does not take the task's inputs"):
         gnc.guess_and_check(DATASET, networks.MLP(3), "uniform", bins=BINS, samples=10)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_acceptance_of_a_hand_made_population(sign):
+    """A prior that draws the same linear classifier every time, logits (3y, -3y) (sign 1):
+    it separates this training set (class 0 above y = 0, class 1 below), so every draw is a
+    perfect fit with a known cross-entropy, and the bins that take all draws and those that
+    take none are known, at their edges too ([lo, hi): lo is in, hi is out). Flipped (sign
+    -1), it misclassifies every point and nothing is accepted."""
+    weights = {(2, 2): sign * np.array([[0.0, 0.0], [3.0, -3.0]], np.float32),
+               (2,): np.zeros(2, np.float32)}
+
+    def fixed(key, shape, dtype):
+        return jax.numpy.asarray(weights[shape], dtype)
+
+    model = networks.MLP(2, depth=0)
+    fit = networks.losses(model.apply((weights[(2, 2)], weights[(2,)]), DATASET.train_x),
+                          DATASET.train_y)
+    loss = float(fit.cross_entropy)
+    assert float(fit.accuracy) == (1.0 if sign > 0 else 0.0)
+    bins = [(0.0, loss), (loss, loss + 1), (loss + 1, 99.0)]
+    t = gnc.guess_and_check(DATASET, model, fixed, bins=bins, samples=1000, seed=0, devices=1,
+                            log2_block=LOG2_BLOCK).totals
+    if sign > 0:
+        assert (t.perfect, t.accepted.tolist()) == (1000, [0, 1000, 0])
+    else:
+        assert (t.perfect, t.accepted.tolist()) == (0, [0, 0, 0])

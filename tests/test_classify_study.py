@@ -67,6 +67,14 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert len(table) == 2 and math.isnan(float(table[0]["baseline_test_accuracy"]))
 
 
+def test_random_search_baseline(tmp_path):
+    cfg = study.StudyConfig(**{**vars(TINY), "n_train": (2,), "seeds": 1,
+                               "baseline": "random_search", "baseline_lr": 0.3})
+    rows = study.run(cfg, tmp_path / "out", stream=io.StringIO())
+    assert [row["baseline"] for row in rows] == ["random_search"] * 2
+    assert all(0 <= row["baseline_fitted"] <= 1 for row in rows)
+
+
 def test_presets_resolve(capsys):
     assert cli.main(["classify", "--list_presets"]) == 0
     assert "kink-mlp" in capsys.readouterr().out

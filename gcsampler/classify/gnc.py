@@ -98,13 +98,16 @@ def make_step(model, prior, log2_block, blocks, capacity, chunk, n_test):
         accept = jnp.any(in_bin, axis=1)
         (position,) = jnp.nonzero(accept, size=capacity, fill_value=0)
 
-        def test_accuracy(row_keys):
-            return jax.lax.map(lambda k: fit(k, test_x, test_y).accuracy, row_keys,
-                               batch_size=rows_at_once)
-
         row_loss = loss[position]
-        accuracy = jax.lax.cond(jnp.any(accept), test_accuracy,
-                                lambda row_keys: jnp.zeros_like(row_loss),  # varying like it
+        # Both branches return a value of row_loss's type: under shard_map it varies over
+        # devices, and a prior that ignores its key would otherwise give one that does not.
+        no_rows = jnp.zeros_like(row_loss)
+
+        def test_accuracy(row_keys):
+            return no_rows + jax.lax.map(lambda k: fit(k, test_x, test_y).accuracy, row_keys,
+                                         batch_size=rows_at_once)
+
+        accuracy = jax.lax.cond(jnp.any(accept), test_accuracy, lambda row_keys: no_rows,
                                 keys.reshape(-1)[position])
         return StepOutput(
             drawn=jnp.sum(valid, dtype=jnp.int32),

@@ -28,7 +28,7 @@ from gcsampler import aggregate, progress, store
 from gcsampler.classify import baselines, data, gnc, networks
 
 MODELS = ("mlp", "linear", "lenet")
-BASELINES = ("sgd", "adam", "none")
+BASELINES = ("sgd", "adam", "random_search", "none")
 RESULTS_FILE = "results.csv"
 STUDY_FILE = "study.json"
 RESULT_COLUMNS = (
@@ -203,9 +203,12 @@ def _baseline(cfg, model, dataset, target_loss):
         return {"baseline": "none", "baseline_test_accuracy": math.nan,
                 "baseline_test_accuracy_stderr": math.nan, "baseline_fitted": math.nan,
                 "baseline_train_loss": math.nan}
-    fit = baselines.train(model, dataset, optimizer=cfg.baseline, lr=cfg.baseline_lr,
-                          steps=cfg.baseline_steps, seeds=cfg.baseline_runs,
-                          init=cfg.baseline_init, target_loss=float(target_loss))
+    common = dict(steps=cfg.baseline_steps, seeds=cfg.baseline_runs, init=cfg.baseline_init,
+                  target_loss=float(target_loss))
+    if cfg.baseline == "random_search":
+        fit = baselines.random_search(model, dataset, sigma=cfg.baseline_lr, **common)
+    else:
+        fit = baselines.train(model, dataset, optimizer=cfg.baseline, lr=cfg.baseline_lr, **common)
     fitted = np.asarray(fit.fitted, bool)
     accuracy = np.asarray(fit.test_accuracy, np.float64)[fitted]
     return {"baseline": cfg.baseline,
