@@ -167,14 +167,14 @@ def _classify_flag_rows():
                                                 "relative to LeNet-5)."),
         ("prior", "enum", d.prior, "G&C prior: every weight and bias U(-1, 1) (the paper's), or "
                                    "N(0, 1/fan_in).", networks.PRIORS),
-        ("bins", "string", bins, "Training cross-entropy bins LO:HI,...; a draw with 100%% "
+        ("bins", "string", bins, "Training cross-entropy bins LO:HI,...; a draw with 100% "
                                  "training accuracy is accepted into each bin holding its loss."),
         ("samples", "string", str(d.samples), "G&C draws per cell (1e7 is fine)."),
         ("batch", "string", "auto", "Draws per device step ('auto': sized from memory)."),
         ("devices", "string", d.devices, "Local devices to shard draws over: 'all' or a count."),
         ("log2_block", "integer", d.log2_block, "Log2 of the block size."),
         ("baseline", "enum", d.baseline, "Baseline on the same network (SGD, Adam, or greedy "
-                                         "random search, a zeroth-order method), stopped at 100%% "
+                                         "random search, a zeroth-order method), stopped at 100% "
                                          "training accuracy below each bin's upper edge.",
          study.BASELINES),
         ("baseline_lr", "float", d.baseline_lr, "Baseline learning rate (random_search: the "
