@@ -1,7 +1,13 @@
 """Classifier G&C: the engine's counts and rows equal a direct evaluation of every draw, do
 not depend on the batch or the row capacity, and its statistics are those of its rows."""
 
+import json
 import math
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
 
 import jax
 import numpy as np
@@ -10,6 +16,7 @@ import pytest
 from gcsampler import draws
 from gcsampler.classify import data, gnc, networks
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 LOG2_BLOCK = 8
 SAMPLES = 6 * 2**LOG2_BLOCK + 37      # a partial last block
 SEED = 5
@@ -137,3 +144,45 @@ def test_acceptance_of_a_hand_made_population(sign):
         assert (t.perfect, t.accepted.tolist()) == (1000, [0, 1000, 0])
     else:
         assert (t.perfect, t.accepted.tolist()) == (0, [0, 0, 0])
+
+
+DEVICE_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from gcsampler.classify import data, gnc, networks
+
+    dataset, model = data.kink(4, seed=1), networks.MLP(2, depth=1, width=10)
+    out = {}
+    for devices in (1, 2, 4):
+        rows = []
+        result = gnc.guess_and_check(dataset, model, "uniform", bins=%r, samples=%d, seed=%d,
+                                     devices=devices, log2_block=%d, batch=%d,
+                                     on_rows=lambda *r: rows.append(r))
+        t = result.totals
+        out[devices] = {"totals": [int(t.drawn), int(t.perfect), t.accepted.tolist(),
+                                   t.correct_sum.tolist(), t.correct_sumsq.tolist()],
+                        "rows": [np.concatenate(c).tobytes().hex() for c in zip(*rows)],
+                        "n_devices": len(result.schedule.devices)}
+    json.dump(out, open(sys.argv[1], "w"))
+""")
+
+
+def test_same_bits_on_1_2_and_4_devices(tmp_path, reference_run):
+    """Draws sharded over 1, 2 or 4 forced CPU devices (a subprocess): the same totals and
+    rows, bit for bit, as in this process."""
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES="4", JAX_PLATFORMS="cpu",
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
+    script = DEVICE_SCRIPT % (BINS, SAMPLES, SEED, LOG2_BLOCK, 2**LOG2_BLOCK)
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "out.json")], env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads((tmp_path / "out.json").read_text())
+    result, rows = reference_run
+    t = result.totals
+    want = [t.drawn, t.perfect, t.accepted.tolist(), t.correct_sum.tolist(),
+            t.correct_sumsq.tolist()]
+    for devices in ("1", "2", "4"):
+        assert out[devices]["n_devices"] == int(devices)
+        assert out[devices]["totals"] == want
+        assert out[devices]["rows"] == [rows[name].tobytes().hex() for name in gnc.ROW_FIELDS]
