@@ -86,7 +86,7 @@ def run_gnc(cfg, run_dir, on_progress, stream, checkpoint_every=checkpoint.DEFAU
 
 def _checkpoint_of(run_dir, cfg, team):
     """The last checkpoint of process ``team.process``'s share of the run (None: none yet)."""
-    first = engine.process_blocks(cfg.samples, cfg.log2_block, team.process, team.processes).start
+    first = _blocks_of(cfg, team).start
     return checkpoint.load(store.part_dir(run_dir, team.process, team.processes), cfg.log2_block,
                            cfg.eps, first)
 
@@ -106,8 +106,12 @@ def _together(team, action):
 
 def _share_of(cfg, team):
     """The global indices of the draws this process makes."""
-    blocks = engine.process_blocks(cfg.samples, cfg.log2_block, team.process, team.processes)
-    return engine.draw_indices(blocks, cfg.samples, cfg.log2_block)
+    return engine.draw_indices(_blocks_of(cfg, team), cfg.samples, cfg.log2_block)
+
+
+def _blocks_of(cfg, team):
+    """The blocks this process draws."""
+    return engine.process_blocks(cfg.samples, cfg.log2_block, team.process, team.processes)
 
 
 def _progress(cfg, team, stream, done_before=0):
@@ -296,7 +300,7 @@ def _gnc(cfg, sampler, run_dir, team, on_progress, checkpoint_every, start=None,
     """
     problem, model, prior = cfg.problem(), cfg.model(), cfg.prior_dist()
     part = store.part_dir(run_dir, team.process, team.processes)
-    blocks = engine.process_blocks(cfg.samples, cfg.log2_block, team.process, team.processes)
+    blocks = _blocks_of(cfg, team)
     saver = None
 
     def draw():
