@@ -165,8 +165,20 @@ def last_layer_matrix(model, key):
     deep, wide networks fit in memory.
     """
     h = model.activation(priors.penultimate(_PREFIX_PRIOR, model, key))
-    _, root, _, z = _last_layer(model, key, h)
-    return _mm(root, z) * _F32(model.n_cols ** -0.5)
+    _, _, _, z = _last_layer(model, key, h)
+    return collapse_last_layer(model, h, z)
+
+
+def collapse_last_layer(model, h, z):
+    """W = L Z / sqrt(n_cols), with L the LQ factor of the last layer's input ``h``
+    (n_rows, k) and ``z`` (min(n_rows, k), n_cols) standard normal: given ``h``, W has
+    the law of ``h @ W_d`` under the Gaussian prior (see the module docstring)."""
+    return _mm(last_layer_root(h), z) * _F32(model.n_cols ** -0.5)
+
+
+def last_layer_root(h):
+    """The (n_rows, min(n_rows, k)) lower-triangular L with L L^T = h h^T (:func:`_lq`)."""
+    return _lq(h)[0]
 
 
 def last_layer_layers(model, key):

@@ -8,6 +8,11 @@ like a built-in one.
 
 Built-in priors use the papers' scaling: entries of a layer with ``c`` output
 columns are multiplied by ``1 / sqrt(c)`` (variance ``1/c`` for the Gaussian).
+
+A prior may also say how to make a layer from standard normals (``from_normal``):
+the rare-event sampler (:mod:`gcsampler.splitting`) moves particles in those
+Gaussian coordinates. The built-in priors have it; a custom prior without it
+is refused there, with a message saying so.
 """
 
 from typing import Callable, NamedTuple
@@ -27,11 +32,15 @@ class Prior(NamedTuple):
       name: label for reports and configs.
       sample_layer: ``(key, shape, dtype) -> array`` drawing one layer matrix.
       normalize: divide the end-to-end matrix by its Frobenius norm (+1e-6).
+      from_normal: optional ``z -> layer``: maps an array ``z`` of iid standard
+        normals, of the layer's shape, to a layer with exactly the law of
+        ``sample_layer``'s (what :mod:`gcsampler.splitting` needs); None if unknown.
     """
 
     name: str
     sample_layer: LayerSampler
     normalize: bool = False
+    from_normal: Callable[[jax.Array], jax.Array] | None = None
 
 
 def scaled(sampler):
@@ -51,6 +60,16 @@ def _symmetric_uniform(key, shape, dtype):
     return jax.random.uniform(key, shape, dtype, minval=-1.0, maxval=1.0)
 
 
+def _gaussian_from_normal(z):
+    return z * jnp.asarray(z.shape[-1] ** -0.5, z.dtype)
+
+
+def _uniform_from_normal(z):
+    """erf(z / sqrt 2) = 2 Phi(z) - 1 is U(-1, 1) for a standard normal z."""
+    return jax.scipy.special.erf(z * jnp.asarray(0.5**0.5, z.dtype)) * jnp.asarray(
+        z.shape[-1] ** -0.5, z.dtype)
+
+
 # Module-level samplers: equal priors hash equal, so compiled kernels are shared.
 _SCALED_NORMAL = scaled(_standard_normal)
 _SCALED_UNIFORM = scaled(_symmetric_uniform)
@@ -58,23 +77,28 @@ _SCALED_UNIFORM = scaled(_symmetric_uniform)
 
 def gaussian(normalize=False):
     """Entries iid N(0, 1/c) for a layer with c output columns (the papers' G&C prior)."""
-    return Prior("gaussian", _SCALED_NORMAL, normalize)
+    return Prior("gaussian", _SCALED_NORMAL, normalize, _gaussian_from_normal)
 
 
 def uniform(normalize=False):
     """Entries iid U(-1, 1) / sqrt(c) for a layer with c output columns."""
-    return Prior("uniform", _SCALED_UNIFORM, normalize)
+    return Prior("uniform", _SCALED_UNIFORM, normalize, _uniform_from_normal)
 
 
-def custom(sample_layer, name="custom", normalize=False):
+def custom(sample_layer, name="custom", normalize=False, from_normal=None):
     """A user prior from a per-layer sampler ``(key, shape, dtype) -> array``.
 
     The sampler must be a pure JAX function of its key (it is jitted and
     vmapped); use :func:`scaled` to apply the papers' scaling to a standard one.
+    ``from_normal`` (optional) maps a layer-shaped array of standard normals to a
+    layer with the same law, e.g. an inverse CDF of the normal CDF; the splitting
+    sampler needs it.
     """
     if not callable(sample_layer):
         raise TypeError(f"sample_layer must be callable, got {type(sample_layer).__name__}")
-    return Prior(name, sample_layer, normalize)
+    if from_normal is not None and not callable(from_normal):
+        raise TypeError(f"from_normal must be callable or None, got {type(from_normal).__name__}")
+    return Prior(name, sample_layer, normalize, from_normal)
 
 
 def is_builtin_gaussian(prior):

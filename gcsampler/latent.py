@@ -1,0 +1,124 @@
+"""Gaussian coordinates of a prior: a weight setting as a function of standard normals.
+
+The rare-event sampler (:mod:`gcsampler.splitting`) moves particles with kernels
+that leave a standard normal distribution restricted to a set invariant
+(elliptical slice, preconditioned Crank-Nicolson). So it works on a vector ``z``
+of iid N(0, 1) numbers and a map ``z -> end-to-end matrix`` whose image law is
+the prior's law of W. Two maps exist:
+
+- ``direct``: every layer from its own block of ``z`` through the prior's
+  ``from_normal`` (Gaussian: ``z / sqrt(c)``; uniform: ``erf(z / sqrt 2) / sqrt(c)``,
+  the probability integral transform); any prior that provides ``from_normal``.
+- ``last_layer``: the built-in Gaussian prior, width > n_rows: W_1 .. W_{d-1} as
+  in ``direct`` and an (n_rows, n_cols) block Z with W = L Z / sqrt(n_cols), L the
+  LQ factor of the last layer's input (:func:`gcsampler.collapsed.collapse_last_layer`);
+  the k x n_cols last layer shrinks to n_rows x n_cols numbers.
+
+``auto`` takes the one with fewer coordinates.
+
+For the built-in Gaussian prior without normalization, both maps are linear in
+their last block: W = G(z_rest) @ Z_last. Then the train residuals depend on
+Z_last only through its projection on the span of a few directions (one per
+train measurement), and the rest of Z_last can be redrawn exactly
+(:func:`gcsampler.splitting.refresh`); ``Latent.linear_tail`` gives G and where
+Z_last starts.
+"""
+
+from typing import Callable, NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from gcsampler import collapsed, models, priors
+
+LATENTS = ("auto", "direct", "last_layer")
+
+
+class Latent(NamedTuple):
+    """A map from standard normals to weight settings.
+
+    Attributes:
+      name: 'direct' or 'last_layer'.
+      dim: length of the coordinate vector ``z``.
+      matrix: ``z (dim,) -> (n_rows, n_cols)`` end-to-end matrix, before any
+        normalization; its law under z ~ N(0, I) is the prior's.
+      linear_tail: None, or ``(offset, gain)``: ``matrix(z) == gain(z) @
+        z[offset:].reshape(q, n_cols)`` with ``gain(z)`` (n_rows, q) a function of
+        ``z[:offset]`` alone.
+    """
+
+    name: str
+    dim: int
+    matrix: Callable
+    linear_tail: tuple | None = None
+
+
+def applicable(model, prior):
+    """Names of the coordinate maps that are exact for this model and prior."""
+    if prior.from_normal is None:
+        return []
+    names = ["direct"]
+    if priors.is_builtin_gaussian(prior) and model.depth >= 2 and model.width > model.n_rows:
+        names.append("last_layer")
+    return names
+
+
+def make_latent(model, prior, name="auto"):
+    """The coordinate map ``name`` ('auto': the smallest exact one) for this model and prior.
+
+    Raises ValueError for a prior without ``from_normal`` or a map that does not apply.
+    """
+    if name not in LATENTS:
+        raise ValueError(f"latent must be one of {', '.join(LATENTS)}, got {name!r}")
+    names = applicable(model, prior)
+    if not names:
+        raise ValueError(f"prior {prior.name!r} has no from_normal map (standard normals -> "
+                         f"a layer), which the splitting sampler needs; give one to "
+                         f"gcsampler.custom(..., from_normal=...)")
+    if name == "auto":
+        name = names[-1]
+    elif name not in names:
+        raise ValueError(f"latent {name!r} is not exact for this model and prior "
+                         f"(applicable: {', '.join(names)})")
+    shapes = list(model.layer_shapes)
+    if name == "last_layer":
+        shapes[-1] = (model.n_rows, model.n_cols)
+    sizes = [r * c for r, c in shapes]
+    offsets = np.cumsum([0] + sizes)
+
+    def layers(z):
+        return [prior.from_normal(z[offsets[i]:offsets[i + 1]].reshape(shape))
+                for i, shape in enumerate(shapes)]
+
+    linear = priors.is_builtin_gaussian(prior) and not prior.normalize
+    scale = model.n_cols ** -0.5
+
+    def hidden(z):
+        """The last layer's input s(...s(W_1)...) (depth >= 2)."""
+        return model.activation(models.end_to_end(model, layers(z)[:-1]))
+
+    if name == "direct":
+        def direct_gain(z):
+            if model.depth == 1:
+                return jnp.eye(model.n_rows, dtype=z.dtype) * scale
+            return hidden(z) * scale
+
+        tail = (int(offsets[-2]), direct_gain) if linear else None
+        return Latent("direct", int(offsets[-1]), lambda z: models.end_to_end(model, layers(z)),
+                      tail)
+
+    def matrix(z):
+        return collapsed.collapse_last_layer(model, hidden(z), z[offsets[-2]:].reshape(shapes[-1]))
+
+    def collapsed_gain(z):
+        return collapsed.last_layer_root(hidden(z)) * scale
+
+    return Latent("last_layer", int(offsets[-1]), matrix,
+                  (int(offsets[-2]), collapsed_gain) if linear else None)
+
+
+def normalized(latent, prior):
+    """``z -> matrix`` with the prior's end-to-end normalization applied."""
+    if not prior.normalize:
+        return latent.matrix
+    return lambda z: models.frobenius_normalize(latent.matrix(z))

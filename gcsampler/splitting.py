@@ -1,0 +1,503 @@
+"""Adaptive multilevel splitting: exact rare-event G&C and its log-volume estimate.
+
+Plain G&C needs about 1/p draws to accept one, p = P(train loss < eps) under the
+prior. Splitting reaches p = 1e-15 and far below with a few thousand particles:
+
+1. draw N particles from the prior (in Gaussian coordinates, :mod:`gcsampler.latent`);
+2. at each level, the level is the ``survival`` quantile of their train losses
+   (the median by default); the particles at or above it (ties counted) are
+   killed and replaced by clones of uniformly chosen survivors, and p's estimate
+   is multiplied by the surviving fraction;
+3. every particle then makes moves that leave the prior restricted to {L < level}
+   invariant (:mod:`gcsampler.moves`): "auto" measures, over the particles, the
+   correlation of their log train loss, gen loss and four random projections of
+   their coordinates with where the level started, and makes twice as many moves
+   as it took every |correlation| to fall to ``target_correlation`` (a
+   decorrelation time, doubled: the first crossing alone stopped too early in
+   tests against rejection); or a fixed number of moves;
+4. when the next level would pass eps, the last factor is the fraction below eps,
+   and those particles are the G&C posterior sample.
+
+This is adaptive multilevel splitting (Cerou & Guyader 2007), also known as
+subset simulation with adaptive quantile levels (Au & Beck 2001) or nested
+sampling deleting a fraction at a time (Skilling 2006); its p estimate is
+unbiased (Brehier, Lelievre & Rousset 2015). R independent replicates (particle
+systems) run in one batch, sharded over devices; their spread gives a confidence
+interval for log p beside the formula's standard error (:mod:`gcsampler.estimates`).
+
+The API follows BlackJAX: :func:`init` and :func:`build_level` (a per-replicate
+``level(key, state, ...) -> (state, LevelInfo)``) are pure, the move kernel is
+pluggable, and :func:`splitting` is the host loop that runs replicates level by level.
+
+Each level also counts, over a fixed grid of train-loss thresholds (``edges``),
+how many of the particles it starts from lie below each (and their gen-loss sums):
+a population at level l is the prior restricted to {L < l}, so that gives p and
+the G&C gen loss at every threshold between l and the next level, i.e. the whole
+curve from the prior down to eps from one run.
+"""
+
+import functools
+import math
+import time
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec
+
+from gcsampler import draws, latent, problems
+from gcsampler.moves import make_move
+
+DEFAULT_PARTICLES = 4096
+DEFAULT_REPLICATES = 8
+DEFAULT_SURVIVAL = 0.5
+DEFAULT_TARGET_CORRELATION = 0.1
+DEFAULT_MAX_MOVES = 200
+DEFAULT_MAX_LEVELS = 5000
+MIN_AUTO_MOVES = 2
+PROJECTIONS = 4
+# Thresholds at which every level reports counts: 5 per decade, 1e-20 .. 1e3, plus eps.
+GRID_LOG10_RANGE = (-20, 3)
+GRID_PER_DECADE = 5
+
+
+class State(NamedTuple):
+    """One replicate's particle system.
+
+    Attributes:
+      z: (N, dim) Gaussian coordinates of the particles.
+      train, gen: (N,) their losses (non-finite train losses are +inf).
+      ancestor: (N,) int32, the initial particle each descends from.
+      log_p: () log of the estimate of P(train loss < level).
+      level: () the current level (+inf before the first).
+      done: () whether the final level (eps) has been reached.
+      param: () the move's runtime parameter (pCN's step size).
+    """
+
+    z: jax.Array
+    train: jax.Array
+    gen: jax.Array
+    ancestor: jax.Array
+    log_p: jax.Array
+    level: jax.Array
+    done: jax.Array
+    param: jax.Array
+
+
+class LevelInfo(NamedTuple):
+    """What one level of one replicate did (all fields are from that level)."""
+
+    active: jax.Array          # () bool, the replicate had not finished before
+    final: jax.Array           # () bool, this level is eps (the last)
+    level: jax.Array           # () the level's threshold
+    log_p: jax.Array           # () log p estimate at the level
+    killed: jax.Array          # () int32, particles at or above the level
+    support_level: jax.Array   # () the level the population started from
+    support_log_p: jax.Array   # () its log p estimate
+    grid_count: jax.Array      # (E,) int32, starting particles with train < edge
+    grid_gen_sum: jax.Array    # (E,) their gen-loss sum
+    grid_gen_sumsq: jax.Array  # (E,)
+    moves: jax.Array           # () int32, moves per particle made at this level
+    acceptance: jax.Array      # () fraction of moves that moved a particle
+    proposals: jax.Array       # () int32, loss evaluations of all moves
+    proposals_max: jax.Array   # () int32, most evaluations of one move
+    capped: jax.Array          # () int32, moves that stayed put at the proposal cap
+    correlation: jax.Array     # () largest |correlation| with the level's start
+    ancestors: jax.Array       # () int32, distinct ancestors among the particles
+    gen_mean: jax.Array        # () mean gen loss of the particles after the level
+
+
+class MoveSchedule(NamedTuple):
+    """How many moves per level: between ``least`` and ``most``; within those, twice as
+    many as it took every decorrelation statistic to fall to ``target_correlation``
+    or below (``least == most``: a fixed number)."""
+
+    least: int
+    most: int
+    target_correlation: float = DEFAULT_TARGET_CORRELATION
+
+
+def fixed_moves(count):
+    return MoveSchedule(count, count, 0.0)
+
+
+def auto_moves(target_correlation=DEFAULT_TARGET_CORRELATION, most=DEFAULT_MAX_MOVES):
+    return MoveSchedule(MIN_AUTO_MOVES, most, target_correlation)
+
+
+def grid_edges(eps):
+    """The thresholds of the per-level counts: the fixed log grid plus eps (float32)."""
+    lo, hi = GRID_LOG10_RANGE
+    grid = 10.0 ** (np.arange(lo * GRID_PER_DECADE, hi * GRID_PER_DECADE + 1) / GRID_PER_DECADE)
+    return np.sort(np.append(grid, eps).astype(np.float32))
+
+
+def make_evaluate(matrix, n_train):
+    """``evaluate(z, ops, labels) -> (train, gen)`` of one particle; NaN train -> +inf."""
+
+    def evaluate(z, ops, labels):
+        flat = matrix(z).reshape(-1)
+        residuals = jnp.matmul(flat, ops, precision=jax.lax.Precision.HIGHEST) - labels
+        train, gen = problems.losses_from_residuals(residuals, n_train)
+        finite = jnp.isfinite(train) & jnp.isfinite(gen)
+        return jnp.where(finite, train, jnp.inf), gen
+
+    return evaluate
+
+
+def make_refresh(tail, model, n_train):
+    """``refresh(key, z, train, gen, level, evaluate, ops) -> (z, train, gen)``: an exact
+    Gibbs step for a coordinate map linear in its last block (``Latent.linear_tail``).
+
+    With W = G Z_last (G a function of the other coordinates), the train residuals
+    are M vec(Z_last) - y for a matrix M with one row per train measurement. Z_last's
+    projection on the orthogonal complement of M's rows is independent of the
+    rest under N(0, I) and invisible to the train loss, so redrawing it from N(0, I)
+    restricted to that complement samples its exact conditional given everything
+    else, at any level. (An orthonormal basis from a QR of M^T spans a space
+    containing M's rows even when M is rank-deficient, which is all exactness
+    needs.) It moves the particle along the level set, however thin, in the
+    directions the test measurements see. A proposal pushed out of the level set by
+    float rounding is rejected.
+    """
+    offset, gain = tail
+
+    def refresh(key, z, train, gen, level, evaluate, ops):
+        g = gain(z)
+        m_t = jnp.einsum("ia,ijm->ajm", g, ops[:, :n_train].reshape(model.n_rows, model.n_cols,
+                                                                     n_train),
+                         precision=jax.lax.Precision.HIGHEST).reshape(-1, n_train)
+        basis, _ = jnp.linalg.qr(m_t)
+        step = jax.random.normal(key, (z.shape[0] - offset,), z.dtype) - z[offset:]
+        step = step - jnp.matmul(basis, jnp.matmul(basis.T, step,
+                                                   precision=jax.lax.Precision.HIGHEST),
+                                 precision=jax.lax.Precision.HIGHEST)
+        candidate = z.at[offset:].add(step)
+        t, g_loss = evaluate(candidate)
+        inside = t < level
+        return (jnp.where(inside, candidate, z), jnp.where(inside, t, train),
+                jnp.where(inside, g_loss, gen))
+
+    return refresh
+
+
+def init(key, evaluate, particles, dim, move):
+    """A replicate's particles drawn from the prior (z ~ N(0, I)) and evaluated."""
+    z = jax.random.normal(key, (particles, dim), jnp.float32)
+    train, gen = jax.vmap(evaluate)(z)
+    return State(z, train, gen, jnp.arange(particles, dtype=jnp.int32), jnp.float32(0.0),
+                 jnp.float32(jnp.inf), jnp.bool_(False), jnp.float32(move.initial_param))
+
+
+def build_level(move, survival=DEFAULT_SURVIVAL, refresh=None):
+    """``level(key, state, evaluate, eps, edges, schedule) -> (state, LevelInfo)``: one
+    level of one replicate (a finished replicate is returned unchanged).
+
+    ``schedule`` is a tuple ``(least, most, target_correlation)`` of runtime numbers.
+    ``refresh`` (optional) is ``(key, z, train, gen, level, evaluate) -> (z, train, gen)``,
+    an extra exact step after each move (:func:`make_refresh`).
+    """
+
+    def level_fn(key, state, evaluate, eps, edges, schedule):
+        n = state.train.shape[0]
+        key_pick, key_moves, key_proj = jax.random.split(key, 3)
+        below = state.train[None, :] < edges[:, None]
+        gen0 = jnp.where(jnp.isfinite(state.gen), state.gen, 0.0)
+        grid = (jnp.sum(below, axis=1, dtype=jnp.int32), jnp.sum(below * gen0, axis=1),
+                jnp.sum(below * gen0**2, axis=1))
+
+        candidate = jnp.sort(state.train)[int(math.floor(survival * n))]
+        final = candidate <= eps
+        level = jnp.where(final, eps, candidate)
+        alive = state.train < level
+        survivors = jnp.sum(alive, dtype=jnp.int32)
+        log_p = state.log_p + jnp.log(survivors.astype(jnp.float32) / n)
+
+        (kept,) = jnp.nonzero(alive, size=n, fill_value=0)
+        pick = jax.random.randint(key_pick, (n,), 0, jnp.maximum(survivors, 1))
+        source = jnp.where(alive | final, jnp.arange(n), kept[pick])
+        z, train, gen = state.z[source], state.train[source], state.gen[source]
+        ancestor = state.ancestor[source]
+
+        moved = move_particles(move, refresh, key_moves, key_proj, z, train, gen, level,
+                            state.param, evaluate, schedule, skip=final | (survivors == 0))
+        z, train, gen, sweeps, accepted, proposals, proposals_max, capped, corr = moved
+        acceptance = accepted / jnp.maximum(sweeps * n, 1).astype(jnp.float32)
+        param = jnp.where(sweeps > 0, move.adapt(state.param, acceptance), state.param)
+        after = ~final | alive
+        info = LevelInfo(
+            active=~state.done, final=final, level=level, log_p=log_p, killed=n - survivors,
+            support_level=state.level, support_log_p=state.log_p,
+            grid_count=grid[0], grid_gen_sum=grid[1], grid_gen_sumsq=grid[2],
+            moves=sweeps, acceptance=acceptance, proposals=proposals,
+            proposals_max=proposals_max, capped=capped, correlation=corr,
+            ancestors=_distinct(jnp.where(after, ancestor, -1)),
+            gen_mean=jnp.sum(jnp.where(after, gen, 0.0)) / jnp.maximum(jnp.sum(after), 1))
+        new = State(z, train, gen, ancestor, log_p, level, final | (survivors == 0),
+                    param.astype(jnp.float32))
+        new = jax.tree.map(lambda a, b: jnp.where(state.done, a, b), state, new)
+        return new, info
+
+    return level_fn
+
+
+def _distinct(values):
+    """Distinct non-negative values of an int array."""
+    s = jnp.sort(values)
+    return jnp.sum((s >= 0) & jnp.concatenate([jnp.array([True]), s[1:] != s[:-1]]),
+                   dtype=jnp.int32)
+
+
+def _correlations(a, b):
+    """|Pearson correlation| of each column of ``a`` with the same column of ``b``."""
+    a = a - jnp.mean(a, axis=0)
+    b = b - jnp.mean(b, axis=0)
+    denom = jnp.sqrt(jnp.sum(a * a, axis=0) * jnp.sum(b * b, axis=0))
+    return jnp.where(denom > 0, jnp.abs(jnp.sum(a * b, axis=0)) / jnp.where(denom > 0, denom, 1),
+                     0.0)
+
+
+def move_particles(move, refresh, key, key_proj, z, train, gen, level, param, evaluate, schedule,
+                skip):
+    """Move every particle of a population at ``level`` until ``schedule`` says stop.
+
+    ``schedule`` is ``(least, most, target_correlation)``; ``skip`` (a bool) makes
+    no move. Returns ``(z, train, gen, moves, moved, proposals, proposals_max,
+    capped, correlation)``: the moved population, then the counts of LevelInfo.
+    """
+    least, most, target = schedule
+    n, dim = z.shape
+    projections = jax.random.normal(key_proj, (dim, PROJECTIONS), z.dtype)
+
+    def statistics(z, train, gen):
+        logged = jnp.log(jnp.maximum(train, 1e-30))
+        return jnp.concatenate([logged[:, None], gen[:, None],
+                                jnp.matmul(z, projections, precision=jax.lax.Precision.HIGHEST)],
+                               axis=1)
+
+    start = statistics(z, train, gen)
+
+    def sweep(carry):
+        count, z, train, gen, accepted, proposals, most_props, capped, _, reached = carry
+        keys = jax.random.split(jax.random.fold_in(key, count), (2, n))
+        z, train, gen, info = jax.vmap(move.step, in_axes=(0, 0, 0, 0, None, None, None))(
+            keys[0], z, train, gen, level, evaluate, param)
+        if refresh is not None:
+            z, train, gen = jax.vmap(refresh, in_axes=(0, 0, 0, 0, None, None))(
+                keys[1], z, train, gen, level, evaluate)
+            info = info._replace(proposals=info.proposals + 1)
+        corr = jnp.max(_correlations(start, statistics(z, train, gen)))
+        return (count + 1, z, train, gen, accepted + jnp.sum(info.moved, dtype=jnp.int32),
+                proposals + jnp.sum(info.proposals, dtype=jnp.int32),
+                jnp.maximum(most_props, jnp.max(info.proposals)),
+                capped + jnp.sum(~info.moved & (info.proposals > 1), dtype=jnp.int32), corr,
+                jnp.where((reached < 0) & (corr <= target), count + 1, reached))
+
+    def going(carry):
+        count, reached = carry[0], carry[-1]
+        return ~skip & (count < most) & ((count < least) | (reached < 0) | (count < 2 * reached))
+
+    carry = (jnp.int32(0), z, train, gen, jnp.int32(0), jnp.int32(0), jnp.int32(0),
+             jnp.int32(0), jnp.float32(1.0), jnp.int32(-1))
+    count, z, train, gen, accepted, proposals, most_props, capped, corr, _ = jax.lax.while_loop(
+        going, sweep, carry)
+    return z, train, gen, count, accepted, proposals, most_props, capped, jnp.where(
+        count > 0, corr, jnp.nan)
+
+
+class SplittingResult(NamedTuple):
+    """A splitting run's outputs (NumPy arrays).
+
+    Attributes:
+      log_p: (R,) each replicate's log p estimate at eps (-inf: it died out).
+      levels: LevelInfo whose fields have leading axes (levels, R); rows where a
+        replicate had already finished have ``active`` False.
+      final_train, final_gen: (R, N) losses of the last particles.
+      final_matrix: (R, N, n_rows, n_cols) their end-to-end matrices.
+      accepted: (R, N) bool, particles with train loss < eps: the G&C sample.
+      edges: the grid thresholds of ``levels.grid_*``.
+      eps, particles, replicates: the run's settings.
+      evaluations: loss evaluations of the whole run.
+      seconds: wall time.
+      latent, move: the coordinate map's and the move's names.
+      refresh: whether the exact last-block refresh ran after each move.
+      converged: whether every replicate reached eps within the level cap.
+    """
+
+    log_p: np.ndarray
+    levels: LevelInfo
+    final_train: np.ndarray
+    final_gen: np.ndarray
+    final_matrix: np.ndarray
+    accepted: np.ndarray
+    edges: np.ndarray
+    eps: float
+    particles: int
+    replicates: int
+    evaluations: int
+    seconds: float
+    latent: str
+    move: str
+    refresh: bool
+    converged: bool
+
+
+def replicate_devices(replicates, devices):
+    """The devices the replicates are sharded over: the most of ``devices`` (all local
+    ones for None) that divides ``replicates``."""
+    from gcsampler import engine
+
+    available = engine.resolve_devices(devices)
+    count = max(d for d in range(1, len(available) + 1) if replicates % d == 0)
+    return available[:count]
+
+
+def splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTICLES,
+              replicates=DEFAULT_REPLICATES, seed=0, move="ess", moves="auto",
+              target_correlation=DEFAULT_TARGET_CORRELATION, max_moves=DEFAULT_MAX_MOVES,
+              survival=DEFAULT_SURVIVAL, latent_map="auto", refresh=True,
+              max_levels=DEFAULT_MAX_LEVELS, devices=None, on_level: Callable | None = None):
+    """Estimate p = P(train loss < eps) and sample the prior restricted to {train loss < eps}.
+
+    Args:
+      problem, model, prior: what to sample (see problems, models, priors); the
+        prior needs a ``from_normal`` map (the built-in ones have one).
+      eps: the G&C threshold (strict).
+      particles: N per replicate.
+      replicates: R independent particle systems, run together.
+      seed: replicate r is a pure function of (seed, r, N and the settings).
+      move: 'ess', 'pcn', or a :class:`gcsampler.moves.Move`.
+      moves: 'auto' (until decorrelated, see the module docstring) or a fixed count.
+      target_correlation, max_moves: the 'auto' criterion and its cap.
+      survival: fraction of particles kept per level (p0), in (0, 1).
+      latent_map: 'auto', 'direct' or 'last_layer' (:mod:`gcsampler.latent`).
+      refresh: after each move, also redraw exactly what the train loss cannot see
+        of a linear last block (:func:`make_refresh`), where the coordinate map has
+        one (the Gaussian prior without normalization).
+      max_levels: stop (``converged`` False) after this many levels.
+      devices: None/'all', a count or devices; replicates are sharded over as many
+        as divide R.
+      on_level: called as ``on_level(info, seconds)`` after each level, with the
+        level's LevelInfo (fields of shape (R,)).
+    """
+    _check(eps, particles, replicates, seed, moves, target_correlation, max_moves, survival,
+           max_levels)
+    if (model.n_rows, model.n_cols) != (problem.n_rows, problem.n_cols):
+        raise ValueError(f"model is {model.n_rows}x{model.n_cols} but the problem's matrix is "
+                         f"{problem.n_rows}x{problem.n_cols}")
+    coords = latent.make_latent(model, prior, latent_map)
+    kernel = make_move(move) if isinstance(move, str) else move
+    schedule = (fixed_moves(moves) if moves != "auto" else
+                auto_moves(target_correlation, max_moves))
+    used = replicate_devices(replicates, devices)
+    ops, labels = problems.stacked_operators(problem)
+    use_refresh = refresh and coords.linear_tail is not None
+    programs = _programs(model, prior, coords.name, kernel, survival, particles,
+                         len(problem.train_ops), tuple(used), use_refresh)
+    base = draws.seed_key(seed)
+    edges = jnp.asarray(grid_edges(eps))
+    eps32 = jnp.float32(eps)
+    began = time.perf_counter()
+    state = programs.init(_keys(base, replicates, 0), ops, labels)
+    infos, evaluations = [], replicates * particles
+    for count in range(1, max_levels + 1):
+        state, info = programs.level(_keys(base, replicates, count), state, ops, labels, eps32,
+                                     edges, jnp.int32(schedule.least), jnp.int32(schedule.most),
+                                     jnp.float32(schedule.target_correlation))
+        info = jax.device_get(info)
+        infos.append(info)
+        evaluations += int(np.sum(np.where(info.active, info.proposals, 0), dtype=np.int64))
+        if on_level is not None:
+            on_level(info, time.perf_counter() - began)
+        if bool(np.all(~info.active | info.final | (info.killed == particles))):
+            break
+    done = jax.device_get(state.done)
+    matrices = jax.device_get(programs.matrices(state.z))
+    final_train, final_gen, log_p = jax.device_get((state.train, state.gen, state.log_p))
+    levels = LevelInfo(*(np.stack(field) for field in zip(*infos)))
+    return SplittingResult(
+        log_p=np.where(done, log_p, np.nan).astype(np.float64), levels=levels,
+        final_train=final_train, final_gen=final_gen, final_matrix=matrices,
+        accepted=done[:, None] & (final_train < eps32), edges=np.asarray(edges), eps=float(eps),
+        particles=particles, replicates=replicates, evaluations=evaluations,
+        seconds=time.perf_counter() - began, latent=coords.name, move=kernel.name,
+        refresh=bool(use_refresh), converged=bool(np.all(done)))
+
+
+def _keys(base, replicates, level):
+    """Per-replicate keys of one level (level 0: the initial draw)."""
+    return jax.vmap(lambda r: jax.random.fold_in(jax.random.fold_in(base, r), level))(
+        jnp.arange(replicates, dtype=jnp.uint32))
+
+
+class _Programs(NamedTuple):
+    init: Callable
+    level: Callable
+    matrices: Callable
+
+
+@functools.lru_cache(maxsize=16)
+def _programs(model, prior, latent_name, move, survival, particles, n_train, devices,
+              use_refresh):
+    """The jitted, replicate-sharded init, level and matrix programs (cached)."""
+    coords = latent.make_latent(model, prior, latent_name)
+    matrix = latent.normalized(coords, prior)
+    evaluate = make_evaluate(matrix, n_train)
+    refresh = (make_refresh(coords.linear_tail, model, n_train) if use_refresh
+               and coords.linear_tail is not None else None)
+    mesh = Mesh(np.asarray(devices), ("d",))
+    rep, shared = PartitionSpec("d"), PartitionSpec()
+
+    def init_all(keys, ops, labels):
+        def one(key):
+            return init(key, lambda z: evaluate(z, ops, labels), particles, coords.dim, move)
+        return jax.vmap(one)(keys)
+
+    def level_all(keys, state, ops, labels, eps, edges, least, most, target):
+        bound = None if refresh is None else (
+            lambda key, z, train, gen, level, ev: refresh(key, z, train, gen, level, ev, ops))
+        level_fn = build_level(move, survival, bound)
+
+        def one(key, state):
+            return level_fn(key, state, lambda z: evaluate(z, ops, labels), eps, edges,
+                            (least, most, target))
+        return jax.vmap(one)(keys, state)
+
+    def matrices_all(z):
+        return jax.vmap(jax.vmap(matrix))(z)
+
+    def sharded(fn, in_specs, out_specs):
+        # Replicates are independent: no collective, so no replication check is needed
+        # (it would ask every loop carry to be marked device-varying).
+        return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
+                                     check_vma=False))
+
+    return _Programs(
+        sharded(init_all, (rep, shared, shared), rep),
+        sharded(level_all, (rep, rep) + (shared,) * 7, (rep, rep)),
+        sharded(matrices_all, (rep,), rep))
+
+
+def _check(eps, particles, replicates, seed, moves_, target, max_moves, survival, max_levels):
+    def positive_int(name, value, least=1):
+        if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+                and value >= least):
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+
+    if not (isinstance(eps, (int, float, np.floating)) and math.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
+    positive_int("particles", particles, 4)
+    positive_int("replicates", replicates)
+    positive_int("max_moves", max_moves)
+    positive_int("max_levels", max_levels)
+    if not (isinstance(seed, (int, np.integer)) and 0 <= seed <= draws.MAX_SEED):
+        raise ValueError(f"seed must be an integer in [0, {draws.MAX_SEED}], got {seed!r}")
+    if moves_ != "auto":
+        positive_int("moves", moves_)
+    if not (isinstance(target, (int, float)) and 0 < target < 1):
+        raise ValueError(f"target_correlation must be in (0, 1), got {target!r}")
+    if not (isinstance(survival, (int, float)) and 0 < survival < 1
+            and 1 <= math.floor(survival * particles) < particles):
+        raise ValueError(f"survival must be in (0, 1) and keep between 1 and particles - 1 "
+                         f"particles, got {survival!r}")
