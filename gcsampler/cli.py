@@ -14,8 +14,8 @@ import numpy as np
 from absl import flags
 from absl.flags import argparse_flags
 
-from gcsampler import (aggregate, checkpoint, config, gd, models, presets, priors, problems,
-                       progress, samplers, store, sweep)
+from gcsampler import (aggregate, checkpoint, config, gd, models, moves, presets, priors,
+                       problems, progress, samplers, store, sweep)
 
 DEFAULTS = config.RunConfig()
 
@@ -39,6 +39,11 @@ RUN_FLAGS = (
      priors.PRIORS),
     ("normalize", "boolean", DEFAULTS.normalize,
      "Divide each drawn end-to-end matrix by its Frobenius norm (+1e-6), as in the depth sweeps."),
+    ("method", "enum", DEFAULTS.method,
+     "'rejection': plain Guess & Check, --samples draws; 'splitting': adaptive multilevel "
+     "splitting, exact samples below eps and log p = log P(train loss < eps) with a "
+     "confidence interval, at rarities far beyond rejection's reach (p = 1e-15 and below).",
+     config.METHODS),
     ("sampler", "enum", DEFAULTS.sampler,
      "How draws are generated, all exactly from the prior: 'auto' picks the fastest exact one; "
      "'direct' draws every weight; 'last_layer' integrates the last layer out (Gaussian prior, "
@@ -54,6 +59,17 @@ RUN_FLAGS = (
     ("devices", "string", DEFAULTS.devices, "Local devices to shard draws over: 'all' or a count."),
     ("log2_block", "integer", DEFAULTS.log2_block,
      "Log2 of the block size, the unit of bitwise-reproducible statistics."),
+    ("particles", "integer", DEFAULTS.particles,
+     "Splitting: particles per replicate (16384 to 65536 on a GPU)."),
+    ("replicates", "integer", DEFAULTS.replicates,
+     "Splitting: independent particle systems run together; their spread gives log p's "
+     "confidence interval."),
+    ("moves", "string", DEFAULTS.moves,
+     "Splitting: moves per particle per level: 'auto' (twice the measured decorrelation "
+     "time) or a fixed count."),
+    ("move", "enum", DEFAULTS.move,
+     "Splitting: move kernel, 'ess' (elliptical slice) or 'pcn' (preconditioned "
+     "Crank-Nicolson).", moves.MOVES),
     ("gd", "boolean", DEFAULTS.gd, "Also run the gradient-descent baseline (--nogd to skip)."),
     ("gd_optimizer", "enum", DEFAULTS.gd_optimizer, "GD optimizer.", gd.OPTIMIZERS),
     ("gd_lr", "float", DEFAULTS.gd_lr, "GD learning rate."),
@@ -307,6 +323,10 @@ def _join(values):
     """Join a multi-process run if the flags ask for one (before anything uses a device)."""
     if (values.num_processes, values.process_id, values.coordinator_address) == (1, 0, None):
         return
+    if values.method == "splitting":
+        raise UsageError("gcsampler run: --method=splitting runs in one process (its "
+                         "replicates are sharded over the process's devices); drop "
+                         "--num_processes")
     if values.num_processes > 1 and values.out is None and values.resume is None:
         raise UsageError("gcsampler run: --out is required with --num_processes > 1: every "
                          "process must write the same run directory")
@@ -392,6 +412,10 @@ def _print_results(summary, run_dir):
         return
     print(result_table(summary))
     _write_plots(run_dir)
+    if summary.get("method") == "splitting":
+        print(f"\nNext: `gcsampler report {run_dir} --eps E` gives log p and the G&C gen loss at "
+              f"another threshold; curve.csv has them from the prior down to eps.")
+        return
     print(f"\nNext: `gcsampler report {run_dir} --eps E` re-thresholds; scale up with --samples "
           f"1e8 (install with the [cuda] extra to use a GPU).")
 
@@ -607,6 +631,8 @@ def _fmt(x, spec=".4g"):
 
 def result_table(s):
     """The short end-of-run table."""
+    if s.get("method") == "splitting":
+        return splitting_table(s)
     lo, hi = s["acceptance_ci95"]
     rows = [
         ("acceptance", f"{s['accepted']:,} / {s['draws']:,} = {_fmt(s['acceptance_rate'], '.3g')} "
@@ -615,21 +641,70 @@ def result_table(s):
          if s["accepted"] else f"missing: {s.get('gnc_message', 'no draw was accepted')}"),
         ("prior gen loss", f"{_fmt(s['prior_gen_loss_mean'])} ± "
                            f"{_fmt(s['prior_gen_loss_stderr'], '.2g')}"),
-        ("GD gen loss", f"{_fmt(s.get('gd_gen_loss'))}"
-                        + (f" (mean of {len(s['gd_gen_loss_runs'])} runs)"
-                           if s.get("gd_gen_loss_runs") else " (GD not run)")),
-        ("reference gen loss", f"min nuclear norm {_fmt(s.get('min_nuclear_gen_loss'))}, "
-                               f"min Frobenius norm {_fmt(s.get('min_frobenius_gen_loss'))}"),
+        *_gd_rows(s),
         ("non-finite draws", f"{s['nonfinite']:,}"),
         ("throughput", f"{progress.format_count(s.get('samples_per_second') or 0)} samples/s "
                        f"({s.get('seconds', 0):.1f} s)"),
         ("run directory", s.get("run_dir", "")),
     ]
+    return _table(rows)
+
+
+def _table(rows):
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def _log_p(log_p, lo, hi):
+    """'-25.06 (95% CI -25.2 .. -24.9), p = 1.3e-11'."""
+    p = "" if log_p is None or not math.isfinite(log_p) else f", p = {math.exp(log_p):.3g}"
+    return f"{_fmt(log_p)} (95% CI {_fmt(lo)} .. {_fmt(hi)}){p}"
+
+
+def _gd_rows(s):
+    return [
+        ("GD gen loss", f"{_fmt(s.get('gd_gen_loss'))}"
+                        + (f" (mean of {len(s['gd_gen_loss_runs'])} runs)"
+                           if s.get("gd_gen_loss_runs") else " (GD not run)")),
+        ("reference gen loss", f"min nuclear norm {_fmt(s.get('min_nuclear_gen_loss'))}, "
+                               f"min Frobenius norm {_fmt(s.get('min_frobenius_gen_loss'))}"),
+    ]
+
+
+def splitting_table(s):
+    """The end-of-run table of a splitting run."""
+    lo, hi = s["log_p_ci95"]
+    rows = [
+        ("log p", f"{_log_p(s['log_p'], lo, hi)}, eps {s['eps']:g}"),
+        ("log p spread", f"stderr {_fmt(s['log_p_stderr'], '.2g')} over {s['replicates']} "
+                         f"replicates, formula {_fmt(s['log_p_formula_stderr'], '.2g')} "
+                         f"(ratio {_fmt(s['spread_ratio'], '.2f')})"),
+        ("G&C gen loss", f"{_fmt(s['gnc_gen_loss_mean'])} ± {_fmt(s['gnc_gen_loss_stderr'], '.2g')}"
+                         f" ({s['accepted']:,} particles below eps)"),
+        ("prior gen loss", _fmt(s["prior_gen_loss_mean"])),
+        *_gd_rows(s),
+        ("levels", f"{s['levels']}, {s['moves_per_level_mean']:.1f} moves per level (max "
+                   f"{s['moves_per_level_max']}), {s['proposals_per_move']:.1f} evaluations "
+                   f"per move, {s['move']} moves on {s['latent']} coordinates"
+                   f"{' + fiber moves' if s['fiber'] else ''}"),
+        ("diagnostics", f"last correlation {_fmt(s['final_correlation_max'], '.2f')}, "
+                        f"{s['capped_moves']:,} capped moves, fewest ancestors at eps "
+                        f"{s['ancestors_min']:,} of {s['particles']:,}"),
+        ("throughput", f"{progress.format_count(s['evaluations'])} loss evaluations, "
+                       f"{progress.format_count(s['evaluations_per_second'])}/s "
+                       f"({s['seconds']:.1f} s)"),
+        ("run directory", s.get("run_dir", "")),
+    ]
+    if s.get("splitting_message"):
+        rows.insert(1, ("warning", s["splitting_message"]))
+    return _table(rows)
+
+
 def rethreshold_table(eps, r):
+    if "log_p" in r:
+        return (f"re-threshold at eps={eps:g} (effective {r['effective_eps']:.4g}, from "
+                f"{r['source']}): log p {_log_p(r['log_p'], *r['log_p_ci95'])}, G&C gen loss "
+                f"{_fmt(r['gnc_gen_loss_mean'])} ± {_fmt(r['gnc_gen_loss_stderr'], '.2g')}")
     return (f"re-threshold at eps={eps:g} (effective {r['effective_eps']:.4g}, from "
             f"{r['source']}): accepted {r['accepted']:,}, G&C gen loss "
             f"{_fmt(r['gnc_gen_loss_mean'])} ± {_fmt(r['gnc_gen_loss_stderr'], '.2g')}")

@@ -7,7 +7,9 @@ the flag, so the same checks serve the command line and ``config.json``.
 import dataclasses
 import math
 
-from gcsampler import draws, engine, gd, models, priors, problems, samplers
+from gcsampler import draws, engine, gd, models, moves, priors, problems, samplers
+
+METHODS = ("rejection", "splitting")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +31,8 @@ class RunConfig:
     leaky_slope: float = 0.2
     prior: str = "gaussian"
     normalize: bool = False
-    # Guess & Check
+    # Guess & Check: plain rejection, or multilevel splitting (gcsampler.splitting)
+    method: str = "rejection"
     sampler: str = "auto"
     eps: float = 0.02
     samples: int = 20_000_000
@@ -37,6 +40,10 @@ class RunConfig:
     batch: int | None = None
     devices: str = "all"
     log2_block: int = 12
+    particles: int = 4096
+    replicates: int = 8
+    moves: str = "auto"
+    move: str = "ess"
     # gradient-descent baseline (the paper's width-sweep settings)
     gd: bool = True
     gd_optimizer: str = "grouprmsprop"
@@ -77,6 +84,7 @@ class RunConfig:
             raise ValueError(f"--sampler={self.sampler} is not exact for this network and prior; "
                              f"use one of: auto, "
                              f"{', '.join(samplers.applicable(self.model(), self.prior_dist()))}")
+        self._validate_splitting()
         _choice("gd_optimizer", self.gd_optimizer, gd.OPTIMIZERS)
         if not (math.isfinite(self.gd_momentum) and 0 <= self.gd_momentum < 1):
             raise ValueError(f"--gd_momentum must be in [0, 1), got {self.gd_momentum}")
@@ -93,6 +101,31 @@ class RunConfig:
             if count < 1:
                 raise ValueError(f"--devices must be 'all' or a positive integer, got {self.devices!r}")
         return self
+
+    def _validate_splitting(self):
+        _choice("method", self.method, METHODS)
+        _int_range("particles", self.particles, 4, 2**24)
+        _positive_int("replicates", self.replicates)
+        _choice("move", self.move, moves.MOVES)
+        if self.moves != "auto":
+            try:
+                count = int(self.moves)
+            except (TypeError, ValueError):
+                count = 0
+            if count < 1 or str(count) != str(self.moves).strip():
+                raise ValueError(f"--moves must be 'auto' or a positive integer, "
+                                 f"got {self.moves!r}")
+        if self.method == "splitting":
+            if self.sampler != "auto":
+                raise ValueError("--sampler applies to --method=rejection; splitting moves in "
+                                 "the prior's Gaussian coordinates (leave --sampler=auto)")
+            if self.prior_dist().from_normal is None:
+                raise ValueError(f"--prior={self.prior} cannot be used with --method=splitting")
+
+    @property
+    def move_count(self):
+        """'auto' or the fixed number of moves per level, as the splitting sampler takes it."""
+        return "auto" if self.moves == "auto" else int(self.moves)
 
     @property
     def device_count(self):
@@ -121,7 +154,9 @@ class RunConfig:
     def tag(self):
         """A short name for default run directories."""
         norm = "-norm" if self.normalize else ""
-        return f"{self.task}-d{self.depth}-w{self.width}-{self.activation}-{self.prior}{norm}"
+        method = "-splitting" if self.method == "splitting" else ""
+        return (f"{self.task}-d{self.depth}-w{self.width}-{self.activation}-{self.prior}{norm}"
+                f"{method}")
 
 
 def from_dict(values):

@@ -96,7 +96,7 @@ def summarize(result):
         "evaluations_per_second": result.evaluations / result.seconds if result.seconds else 0.0,
         "latent": result.latent,
         "move": result.move,
-        "refresh": result.refresh,
+        "fiber": result.fiber,
         "converged": result.converged,
     }
     summary["splitting_message"] = message(summary)

@@ -17,11 +17,10 @@ the prior's law of W. Two maps exist:
 ``auto`` takes the one with fewer coordinates.
 
 For the built-in Gaussian prior without normalization, both maps are linear in
-their last block: W = G(z_rest) @ Z_last. Then the train residuals depend on
-Z_last only through its projection on the span of a few directions (one per
-train measurement), and the rest of Z_last can be redrawn exactly
-(:func:`gcsampler.splitting.refresh`); ``Latent.linear_tail`` gives G and where
-Z_last starts.
+their last block: W = G(z_rest) @ Z_last (``Latent.linear_tail`` gives G and where
+Z_last starts). Then the train predictions are a Gaussian linear function of
+Z_last given the rest, which :func:`gcsampler.moves.fiber` uses to move particles
+without changing their train loss.
 """
 
 from typing import Callable, NamedTuple

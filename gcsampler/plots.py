@@ -3,6 +3,8 @@
 - ``losses.png``: the 2-D histogram of (log10 train loss, log10 gen loss) over all
   draws, with the acceptance threshold and the prior, G&C and GD gen losses marked.
 - ``gd_curves.png``: GD train and gen loss against steps, one line per run.
+- ``curve.png`` (splitting runs, in place of ``losses.png``): log10 p and the G&C gen
+  loss against the threshold, from the prior down to eps, with 95% bands.
 
 ``plot_sweep`` draws a sweep (one setting varied over seeds): per swept value, the median over
 seeds with an inter-quartile bar, as in the paper's figures. ``plot_classify`` draws a
@@ -41,7 +43,13 @@ def plot_run(run_dir):
     """Write the run's figures into ``run_dir``; returns the paths written."""
     run_dir = pathlib.Path(run_dir)
     summary = store.read_json(run_dir / "summary.json")
-    written = [_plot_losses(run_dir, summary)]
+    if summary.get("method") == "splitting":
+        from gcsampler import splitting_run
+
+        curve = splitting_run.read_curve(run_dir)
+        written = [plot_curves({None: [curve]}, run_dir / "curve", summary=summary)[0]]
+    else:
+        written = [_plot_losses(run_dir, summary)]
     if (run_dir / "gd.npz").is_file():
         written.append(_plot_gd(run_dir))
     return written
@@ -258,3 +266,47 @@ def _save(plt, fig, out_stem):
         fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return paths
+
+
+def plot_curves(curves, path, *, axis=None, summary=None, title=None, note=None):
+    """log10 p and the G&C gen loss against the threshold eps (log x-axis, falling to the
+    right), one line per key of ``curves`` (a value of ``axis`` -> the ``curve.csv``
+    dicts of its seeds: the median over seeds, with the inter-quartile range as a band;
+    one seed: its 95% interval). ``summary`` (one run) adds its prior and GD gen losses.
+    Writes ``path`` .png and .pdf; returns the paths."""
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 7.0), sharex=True)
+    for i, (value, seeds) in enumerate(curves.items()):
+        label = None if axis is None else f"{axis} = {value}"
+        color = f"C{i}" if axis is not None else "red"
+        eps = seeds[0]["eps"]
+        for ax, key, lo_key, hi_key, scale in (
+                (top, "log_p", "log_p_lo", "log_p_hi", 1 / math.log(10)),
+                (bottom, "gen_loss", None, None, 1.0)):
+            stack = np.array([seed[key] for seed in seeds]) * scale
+            if len(seeds) == 1 and lo_key is not None:
+                mid, lo, hi = stack[0], seeds[0][lo_key] * scale, seeds[0][hi_key] * scale
+            elif len(seeds) == 1:
+                err = seeds[0]["gen_loss_stderr"] * 1.96
+                mid, lo, hi = stack[0], stack[0] - err, stack[0] + err
+            else:
+                lo, mid, hi = np.nanpercentile(stack, [25, 50, 75], axis=0)
+            ax.plot(eps, mid, color=color, label=label)
+            ax.fill_between(eps, lo, hi, color=color, alpha=0.2, linewidth=0)
+    if summary is not None:
+        for key, text, style in (("prior_gen_loss_mean", "prior", {"color": "tab:gray"}),
+                                 ("gd_gen_loss", "GD", {"color": "black", "linestyle": ":"})):
+            value = summary.get(key)
+            if value is not None and math.isfinite(value):
+                bottom.axhline(value, label=f"{text} gen loss", **style)
+    top.set_xscale("log")
+    top.invert_xaxis()
+    top.set_ylabel("log10 P(train loss < eps)")
+    bottom.set_ylabel("G&C gen loss")
+    bottom.set_xlabel("eps (train-loss threshold)")
+    top.set_title(title or "multilevel splitting: volume and G&C gen loss")
+    if axis is not None or summary is not None:
+        bottom.legend(fontsize="small")
+    if note:
+        fig.text(0.01, 0.005, note, fontsize="x-small", color="dimgray")
+    return _save(plt, fig, path)

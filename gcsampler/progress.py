@@ -1,4 +1,5 @@
-"""A one-line progress display for long runs: draws, accepted, samples/s, ETA.
+"""A one-line progress display for long runs: draws, accepted, samples/s, ETA (for
+splitting runs: level, log p, moves, evaluations/s, ETA).
 
 On a terminal the line is redrawn in place; otherwise (logs, CI) a line is
 printed every ``log_interval`` seconds so files stay readable.
@@ -7,6 +8,8 @@ printed every ``log_interval`` seconds so files stay readable.
 import math
 import sys
 import time
+
+import numpy as np
 
 
 def format_count(n):
@@ -53,13 +56,16 @@ class Progress:
 
     def show(self, drawn, accepted, seconds, prefix=None):
         """Write a line if one is due (always at the end, at most every interval in logs)."""
+        self.write(progress_line(drawn, self.total, accepted, seconds, prefix or self.prefix,
+                                 self.done_before), drawn >= self.total)
+
+    def write(self, line, done):
+        """Show ``line`` if one is due: always when ``done``, else at most every interval
+        in logs."""
         now = time.monotonic()
-        done = drawn >= self.total
         if not (self.interactive or done or now - self._last >= self.log_interval):
             return
         self._last = now
-        line = progress_line(drawn, self.total, accepted, seconds, prefix or self.prefix,
-                             self.done_before)
         if self.interactive:
             self.stream.write("\r" + line + ("\n" if done else ""))
         else:
@@ -101,3 +107,43 @@ class SweepProgress(Progress):
         """Count a finished cell of ``draws`` draws."""
         self.finished_draws += draws
         self.finished_cells += 1
+
+
+def level_line(count, info, eps, first_level, evaluations, seconds, prefix="splitting"):
+    """The text of one splitting progress update from a level's LevelInfo (one value
+    per replicate): where the level is, log p so far, moves, evaluations and an ETA
+    from the pace at which the level has fallen towards eps (in log scale)."""
+    active = info.active
+    level = float(np.exp(np.mean(np.log(np.maximum(info.level[active], 1e-300)))))
+    log_p = float(np.mean(info.log_p[active]))
+    fallen = math.log(first_level / level) if first_level > level else 0.0
+    left = math.log(level / eps) if level > eps else 0.0
+    eta = seconds * left / fallen if fallen > 0 else math.inf
+    rate = evaluations / seconds if seconds > 0 else 0.0
+    return (f"{prefix}  level {count}  threshold {level:.3g} (eps {eps:g})  log p {log_p:.2f} "
+            f"(log10 {log_p / math.log(10):.2f})  moves {int(np.max(info.moves[active]))}  "
+            f"evaluations {format_count(evaluations)} ({format_count(rate)}/s)  "
+            f"ETA {format_duration(eta)}")
+
+
+class LevelProgress(Progress):
+    """Callable progress sink for :func:`gcsampler.splitting.splitting` (``on_level``)."""
+
+    def __init__(self, eps, particles, replicates, stream=None, log_interval=5.0,
+                 prefix="splitting"):
+        super().__init__(1, stream, log_interval, prefix=prefix)
+        self.eps = eps
+        self.count = 0
+        self.evaluations = particles * replicates
+        self.first_level = None
+
+    def __call__(self, info, seconds):
+        self.count += 1
+        active = info.active
+        if not active.any():
+            return
+        self.evaluations += int(np.sum(info.proposals[active], dtype=np.int64))
+        if self.first_level is None:
+            self.first_level = float(np.exp(np.mean(np.log(info.level[active]))))
+        self.write(level_line(self.count, info, self.eps, self.first_level, self.evaluations,
+                              seconds, self.prefix), bool(np.all(info.final[active])))

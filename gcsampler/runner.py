@@ -36,7 +36,7 @@ import jax
 import numpy as np
 
 from gcsampler import (__version__, checkpoint, config, distributed, draws, engine, gd, kernel,
-                       progress, reference, stats, store)
+                       progress, reference, splitting_run, stats, store)
 
 # Settings a resumed run may change: they change neither the draws nor how their
 # statistics are summed (a larger --samples draws more).
@@ -55,7 +55,11 @@ def execute(cfg, run_dir, stream=None, checkpoint_every=checkpoint.DEFAULT_EVERY
     """
     stream = stream if stream is not None else sys.stderr
     team = distributed.team()
-    summary = run_gnc(cfg, run_dir, _progress(cfg, team, stream), stream, checkpoint_every)
+    if cfg.method == "splitting":
+        display = progress.LevelProgress(cfg.eps, cfg.particles, cfg.replicates, stream)
+    else:
+        display = _progress(cfg, team, stream)
+    summary = run_gnc(cfg, run_dir, display, stream, checkpoint_every)
     return _finish(cfg, summary, stream)
 
 
@@ -64,9 +68,15 @@ def run_gnc(cfg, run_dir, on_progress, stream, checkpoint_every=checkpoint.DEFAU
     statistics, summary; this process's share of them in a multi-process run.
 
     Returns the summary dict (written to ``summary.json`` by process 0); its
-    ``run_dir`` is the directory as created.
+    ``run_dir`` is the directory as created. A ``--method splitting`` run goes to
+    :mod:`gcsampler.splitting_run`, with ``on_progress`` called after each level.
     """
     cfg.validate()
+    if cfg.method == "splitting":
+        if distributed.team().processes > 1:
+            raise ValueError("--method=splitting runs in one process (its replicates are "
+                             "sharded over that process's devices)")
+        return splitting_run.run(cfg, run_dir, on_progress, stream)
     sampler = cfg.resolved_sampler()
     team = distributed.team()
     schedule = _plan(cfg, sampler, team)
@@ -146,7 +156,7 @@ class Resumption(NamedTuple):
 
     @property
     def gnc_done(self):
-        return self.previous is not None and self.previous["draws"] == self.cfg.samples
+        return gnc_finished(self.cfg, self.previous)
 
     @property
     def gd_done(self):
@@ -174,6 +184,9 @@ def prepare_resume(run_dir, given):
              if f.name in given and f.name not in SCHEDULING_SETTINGS
              and (f.name not in GD_SETTINGS or gd_ran(previous))]
     cfg = dataclasses.replace(recorded, **given).validate()
+    if cfg.method == "splitting" and not gnc_finished(cfg, previous):
+        raise ValueError(f"{run_dir} is a splitting run that did not finish; splitting runs "
+                         f"are not checkpointed: start a new run")
     ran = {**dataclasses.asdict(recorded), "sampler": record["sampler"]}  # as the run used them
     now = {**dataclasses.asdict(cfg), "sampler": cfg.resolved_sampler()}
     changed = [name for name in fixed if now[name] != ran[name]]
@@ -260,6 +273,15 @@ def _resume_claimed(r, team, stream, checkpoint_every):
                    checkpoint_every, start=r.checkpoint,
                    keep=r.checkpoint.accepted if r.checkpoint else 0, carried=carried)
     return _finish(r.cfg, summary, stream)
+
+
+def gnc_finished(cfg, summary):
+    """Whether G&C of the run described by ``cfg`` has finished, by its summary."""
+    if summary is None:
+        return False
+    if cfg.method == "splitting":
+        return summary.get("method") == "splitting"
+    return summary["draws"] == cfg.samples
 
 
 def gd_ran(summary):
@@ -472,12 +494,15 @@ def load_run(run_dir):
     cfg = _record_config(record, run_dir)
     cfg = dataclasses.replace(cfg, sampler=record["sampler"])
     summary = _read_summary(run_dir)
-    return cfg, summary if summary is not None and summary["draws"] == cfg.samples else None
+    return cfg, summary if gnc_finished(cfg, summary) else None
 
 
 def unfinished_message(run_dir, cfg):
     """Why a run has no results: how far its last checkpoint got, and how to continue."""
     run_dir = pathlib.Path(run_dir)
+    if cfg.method == "splitting":
+        return (f"{run_dir} did not finish: splitting runs are not checkpointed; start it "
+                f"again with the settings in its config.json")
     processes = record_processes(_read_record(run_dir))
     saved = [last for p in range(processes)
              if (last := _checkpoint_of(run_dir, cfg, distributed.Team(p, processes)))]
@@ -527,6 +552,9 @@ def _read_summary(run_dir):
 def regenerate(run_dir, index):
     """Full weights of draw ``index`` of a run: ``(layers, matrix)`` as NumPy arrays."""
     cfg, _ = load_run(run_dir)
+    if cfg.method == "splitting":
+        raise ValueError("a splitting run keeps the end-to-end matrices of its particles "
+                         "(accepted/matrix), not indices that regenerate weights")
     if not 0 <= index < cfg.samples:
         raise ValueError(f"--index must be in [0, {cfg.samples - 1}] for this run, got {index}")
     return draws.regenerate(cfg.model(), cfg.prior_dist(), cfg.seed, index, cfg.sampler)
@@ -539,6 +567,8 @@ def rethreshold(run_dir, eps):
     above it, the train-loss bins over all draws do, at the largest bin edge <= eps.
     """
     cfg, _ = load_run(run_dir)
+    if cfg.method == "splitting":
+        return splitting_run.rethreshold(run_dir, eps, cfg.eps, cfg.particles)
     if eps <= cfg.eps:
         rows = store.read_accepted(run_dir, record_processes(_read_record(pathlib.Path(run_dir))))
         below = rows["train_loss"] < stats.float32_threshold(eps)

@@ -11,7 +11,7 @@ prior. Splitting reaches p = 1e-15 and far below with a few thousand particles:
 3. every particle then makes moves that leave the prior restricted to {L < level}
    invariant (:mod:`gcsampler.moves`): "auto" measures, over the particles, the
    correlation of their log train loss, gen loss and four random projections of
-   their coordinates with where the level started, and makes twice as many moves
+   their end-to-end matrices W with where the level started, and makes twice as many moves
    as it took every |correlation| to fall to ``target_correlation`` (a
    decorrelation time, doubled: the first crossing alone stopped too early in
    tests against rejection); or a fixed number of moves;
@@ -47,6 +47,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
 from gcsampler import draws, latent, problems
+from gcsampler import moves as moves_lib
 from gcsampler.moves import make_move
 
 DEFAULT_PARTICLES = 4096
@@ -72,7 +73,7 @@ class State(NamedTuple):
       log_p: () log of the estimate of P(train loss < level).
       level: () the current level (+inf before the first).
       done: () whether the final level (eps) has been reached.
-      param: () the move's runtime parameter (pCN's step size).
+      param: (K,) the move kernels' runtime parameters (step sizes).
     """
 
     z: jax.Array
@@ -98,8 +99,8 @@ class LevelInfo(NamedTuple):
     grid_count: jax.Array      # (E,) int32, starting particles with train < edge
     grid_gen_sum: jax.Array    # (E,) their gen-loss sum
     grid_gen_sumsq: jax.Array  # (E,)
-    moves: jax.Array           # () int32, moves per particle made at this level
-    acceptance: jax.Array      # () fraction of moves that moved a particle
+    moves: jax.Array           # () int32, sweeps of moves made at this level
+    acceptance: jax.Array      # (K,) per move kernel, the fraction of its moves that moved
     proposals: jax.Array       # () int32, loss evaluations of all moves
     proposals_max: jax.Array   # () int32, most evaluations of one move
     capped: jax.Array          # () int32, moves that stayed put at the proposal cap
@@ -146,57 +147,25 @@ def make_evaluate(matrix, n_train):
     return evaluate
 
 
-def make_refresh(tail, model, n_train):
-    """``refresh(key, z, train, gen, level, evaluate, ops) -> (z, train, gen)``: an exact
-    Gibbs step for a coordinate map linear in its last block (``Latent.linear_tail``).
-
-    With W = G Z_last (G a function of the other coordinates), the train residuals
-    are M vec(Z_last) - y for a matrix M with one row per train measurement. Z_last's
-    projection on the orthogonal complement of M's rows is independent of the
-    rest under N(0, I) and invisible to the train loss, so redrawing it from N(0, I)
-    restricted to that complement samples its exact conditional given everything
-    else, at any level. (An orthonormal basis from a QR of M^T spans a space
-    containing M's rows even when M is rank-deficient, which is all exactness
-    needs.) It moves the particle along the level set, however thin, in the
-    directions the test measurements see. A proposal pushed out of the level set by
-    float rounding is rejected.
-    """
-    offset, gain = tail
-
-    def refresh(key, z, train, gen, level, evaluate, ops):
-        g = gain(z)
-        m_t = jnp.einsum("ia,ijm->ajm", g, ops[:, :n_train].reshape(model.n_rows, model.n_cols,
-                                                                     n_train),
-                         precision=jax.lax.Precision.HIGHEST).reshape(-1, n_train)
-        basis, _ = jnp.linalg.qr(m_t)
-        step = jax.random.normal(key, (z.shape[0] - offset,), z.dtype) - z[offset:]
-        step = step - jnp.matmul(basis, jnp.matmul(basis.T, step,
-                                                   precision=jax.lax.Precision.HIGHEST),
-                                 precision=jax.lax.Precision.HIGHEST)
-        candidate = z.at[offset:].add(step)
-        t, g_loss = evaluate(candidate)
-        inside = t < level
-        return (jnp.where(inside, candidate, z), jnp.where(inside, t, train),
-                jnp.where(inside, g_loss, gen))
-
-    return refresh
-
-
-def init(key, evaluate, particles, dim, move):
-    """A replicate's particles drawn from the prior (z ~ N(0, I)) and evaluated."""
+def init(key, evaluate, particles, dim, kernels):
+    """A replicate's particles drawn from the prior (z ~ N(0, I)) and evaluated;
+    ``kernels`` are the moves it will make (their initial parameters)."""
     z = jax.random.normal(key, (particles, dim), jnp.float32)
     train, gen = jax.vmap(evaluate)(z)
+    params = jnp.asarray([k.initial_param for k in kernels], jnp.float32)
     return State(z, train, gen, jnp.arange(particles, dtype=jnp.int32), jnp.float32(0.0),
-                 jnp.float32(jnp.inf), jnp.bool_(False), jnp.float32(move.initial_param))
+                 jnp.float32(jnp.inf), jnp.bool_(False), params)
 
 
-def build_level(move, survival=DEFAULT_SURVIVAL, refresh=None):
+def build_level(kernels, matrix, survival=DEFAULT_SURVIVAL):
     """``level(key, state, evaluate, eps, edges, schedule) -> (state, LevelInfo)``: one
     level of one replicate (a finished replicate is returned unchanged).
 
+    ``kernels``: the moves (:class:`gcsampler.moves.Move`) one sweep makes, in turn;
+    each leaves the level set's law invariant, so their composition does.
+    ``matrix`` maps a particle's coordinates to its end-to-end matrix (for the
+    decorrelation statistics).
     ``schedule`` is a tuple ``(least, most, target_correlation)`` of runtime numbers.
-    ``refresh`` (optional) is ``(key, z, train, gen, level, evaluate) -> (z, train, gen)``,
-    an extra exact step after each move (:func:`make_refresh`).
     """
 
     def level_fn(key, state, evaluate, eps, edges, schedule):
@@ -220,11 +189,12 @@ def build_level(move, survival=DEFAULT_SURVIVAL, refresh=None):
         z, train, gen = state.z[source], state.train[source], state.gen[source]
         ancestor = state.ancestor[source]
 
-        moved = move_particles(move, refresh, key_moves, key_proj, z, train, gen, level,
-                            state.param, evaluate, schedule, skip=final | (survivors == 0))
+        moved = move_particles(kernels, matrix, key_moves, key_proj, z, train, gen, level,
+                               state.param, evaluate, schedule, skip=final | (survivors == 0))
         z, train, gen, sweeps, accepted, proposals, proposals_max, capped, corr = moved
         acceptance = accepted / jnp.maximum(sweeps * n, 1).astype(jnp.float32)
-        param = jnp.where(sweeps > 0, move.adapt(state.param, acceptance), state.param)
+        param = jnp.stack([k.adapt(state.param[i], acceptance[i]) for i, k in enumerate(kernels)])
+        param = jnp.where(sweeps > 0, param, state.param)
         after = ~final | alive
         info = LevelInfo(
             active=~state.done, final=final, level=level, log_p=log_p, killed=n - survivors,
@@ -258,48 +228,51 @@ def _correlations(a, b):
                      0.0)
 
 
-def move_particles(move, refresh, key, key_proj, z, train, gen, level, param, evaluate, schedule,
-                skip):
-    """Move every particle of a population at ``level`` until ``schedule`` says stop.
+def move_particles(kernels, matrix, key, key_proj, z, train, gen, level, params, evaluate,
+                   schedule, skip):
+    """Move every particle of a population at ``level`` until ``schedule`` says stop;
+    a sweep applies each of ``kernels`` (with its parameter from ``params``) in turn.
 
     ``schedule`` is ``(least, most, target_correlation)``; ``skip`` (a bool) makes
-    no move. Returns ``(z, train, gen, moves, moved, proposals, proposals_max,
-    capped, correlation)``: the moved population, then the counts of LevelInfo.
+    no move. Returns ``(z, train, gen, sweeps, moved, proposals, proposals_max,
+    capped, correlation)``: the moved population, then the counts of LevelInfo
+    (``moved`` per kernel).
     """
     least, most, target = schedule
-    n, dim = z.shape
-    projections = jax.random.normal(key_proj, (dim, PROJECTIONS), z.dtype)
+    n = z.shape[0]
+    size = math.prod(jax.eval_shape(matrix, z[0]).shape)
+    projections = jax.random.normal(key_proj, (size, PROJECTIONS), z.dtype)
 
     def statistics(z, train, gen):
         logged = jnp.log(jnp.maximum(train, 1e-30))
+        flat = jax.vmap(matrix)(z).reshape(n, size)
         return jnp.concatenate([logged[:, None], gen[:, None],
-                                jnp.matmul(z, projections, precision=jax.lax.Precision.HIGHEST)],
+                                jnp.matmul(flat, projections, precision=jax.lax.Precision.HIGHEST)],
                                axis=1)
 
     start = statistics(z, train, gen)
 
     def sweep(carry):
         count, z, train, gen, accepted, proposals, most_props, capped, _, reached = carry
-        keys = jax.random.split(jax.random.fold_in(key, count), (2, n))
-        z, train, gen, info = jax.vmap(move.step, in_axes=(0, 0, 0, 0, None, None, None))(
-            keys[0], z, train, gen, level, evaluate, param)
-        if refresh is not None:
-            z, train, gen = jax.vmap(refresh, in_axes=(0, 0, 0, 0, None, None))(
-                keys[1], z, train, gen, level, evaluate)
-            info = info._replace(proposals=info.proposals + 1)
+        keys = jax.random.split(jax.random.fold_in(key, count), (len(kernels), n))
+        moved = []
+        for i, kernel in enumerate(kernels):
+            z, train, gen, info = jax.vmap(kernel.step, in_axes=(0, 0, 0, 0, None, None, None))(
+                keys[i], z, train, gen, level, evaluate, params[i])
+            moved.append(jnp.sum(info.moved, dtype=jnp.int32))
+            proposals = proposals + jnp.sum(info.proposals, dtype=jnp.int32)
+            most_props = jnp.maximum(most_props, jnp.max(info.proposals))
+            capped = capped + jnp.sum(~info.moved & (info.proposals > 1), dtype=jnp.int32)
         corr = jnp.max(_correlations(start, statistics(z, train, gen)))
-        return (count + 1, z, train, gen, accepted + jnp.sum(info.moved, dtype=jnp.int32),
-                proposals + jnp.sum(info.proposals, dtype=jnp.int32),
-                jnp.maximum(most_props, jnp.max(info.proposals)),
-                capped + jnp.sum(~info.moved & (info.proposals > 1), dtype=jnp.int32), corr,
-                jnp.where((reached < 0) & (corr <= target), count + 1, reached))
+        return (count + 1, z, train, gen, accepted + jnp.stack(moved), proposals, most_props,
+                capped, corr, jnp.where((reached < 0) & (corr <= target), count + 1, reached))
 
     def going(carry):
         count, reached = carry[0], carry[-1]
         return ~skip & (count < most) & ((count < least) | (reached < 0) | (count < 2 * reached))
 
-    carry = (jnp.int32(0), z, train, gen, jnp.int32(0), jnp.int32(0), jnp.int32(0),
-             jnp.int32(0), jnp.float32(1.0), jnp.int32(-1))
+    carry = (jnp.int32(0), z, train, gen, jnp.zeros(len(kernels), jnp.int32), jnp.int32(0),
+             jnp.int32(0), jnp.int32(0), jnp.float32(1.0), jnp.int32(-1))
     count, z, train, gen, accepted, proposals, most_props, capped, corr, _ = jax.lax.while_loop(
         going, sweep, carry)
     return z, train, gen, count, accepted, proposals, most_props, capped, jnp.where(
@@ -321,7 +294,7 @@ class SplittingResult(NamedTuple):
       evaluations: loss evaluations of the whole run.
       seconds: wall time.
       latent, move: the coordinate map's and the move's names.
-      refresh: whether the exact last-block refresh ran after each move.
+      fiber: whether the train-prediction-preserving move ran after each move.
       converged: whether every replicate reached eps within the level cap.
     """
 
@@ -339,7 +312,7 @@ class SplittingResult(NamedTuple):
     seconds: float
     latent: str
     move: str
-    refresh: bool
+    fiber: bool
     converged: bool
 
 
@@ -356,7 +329,7 @@ def replicate_devices(replicates, devices):
 def splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTICLES,
               replicates=DEFAULT_REPLICATES, seed=0, move="ess", moves="auto",
               target_correlation=DEFAULT_TARGET_CORRELATION, max_moves=DEFAULT_MAX_MOVES,
-              survival=DEFAULT_SURVIVAL, latent_map="auto", refresh=True,
+              survival=DEFAULT_SURVIVAL, latent_map="auto", fiber=True,
               max_levels=DEFAULT_MAX_LEVELS, devices=None, on_level: Callable | None = None):
     """Estimate p = P(train loss < eps) and sample the prior restricted to {train loss < eps}.
 
@@ -372,9 +345,9 @@ def splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTICLES,
       target_correlation, max_moves: the 'auto' criterion and its cap.
       survival: fraction of particles kept per level (p0), in (0, 1).
       latent_map: 'auto', 'direct' or 'last_layer' (:mod:`gcsampler.latent`).
-      refresh: after each move, also redraw exactly what the train loss cannot see
-        of a linear last block (:func:`make_refresh`), where the coordinate map has
-        one (the Gaussian prior without normalization).
+      fiber: after each move, also make a move that keeps the train predictions
+        fixed (:func:`gcsampler.moves.fiber`), where the coordinate map is linear in
+        its last block (the Gaussian prior without normalization).
       max_levels: stop (``converged`` False) after this many levels.
       devices: None/'all', a count or devices; replicates are sharded over as many
         as divide R.
@@ -392,9 +365,9 @@ def splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTICLES,
                 auto_moves(target_correlation, max_moves))
     used = replicate_devices(replicates, devices)
     ops, labels = problems.stacked_operators(problem)
-    use_refresh = refresh and coords.linear_tail is not None
+    use_fiber = fiber and coords.linear_tail is not None
     programs = _programs(model, prior, coords.name, kernel, survival, particles,
-                         len(problem.train_ops), tuple(used), use_refresh)
+                         len(problem.train_ops), tuple(used), use_fiber)
     base = draws.seed_key(seed)
     edges = jnp.asarray(grid_edges(eps))
     eps32 = jnp.float32(eps)
@@ -422,7 +395,7 @@ def splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTICLES,
         accepted=done[:, None] & (final_train < eps32), edges=np.asarray(edges), eps=float(eps),
         particles=particles, replicates=replicates, evaluations=evaluations,
         seconds=time.perf_counter() - began, latent=coords.name, move=kernel.name,
-        refresh=bool(use_refresh), converged=bool(np.all(done)))
+        fiber=bool(use_fiber), converged=bool(np.all(done)))
 
 
 def _keys(base, replicates, level):
@@ -439,25 +412,27 @@ class _Programs(NamedTuple):
 
 @functools.lru_cache(maxsize=16)
 def _programs(model, prior, latent_name, move, survival, particles, n_train, devices,
-              use_refresh):
+              use_fiber):
     """The jitted, replicate-sharded init, level and matrix programs (cached)."""
     coords = latent.make_latent(model, prior, latent_name)
     matrix = latent.normalized(coords, prior)
     evaluate = make_evaluate(matrix, n_train)
-    refresh = (make_refresh(coords.linear_tail, model, n_train) if use_refresh
-               and coords.linear_tail is not None else None)
+
+    def kernels(ops):
+        if not use_fiber:
+            return (move,)
+        return move, moves_lib.fiber(coords.linear_tail, model, ops[:, :n_train])
     mesh = Mesh(np.asarray(devices), ("d",))
     rep, shared = PartitionSpec("d"), PartitionSpec()
 
     def init_all(keys, ops, labels):
         def one(key):
-            return init(key, lambda z: evaluate(z, ops, labels), particles, coords.dim, move)
+            return init(key, lambda z: evaluate(z, ops, labels), particles, coords.dim,
+                        kernels(ops))
         return jax.vmap(one)(keys)
 
     def level_all(keys, state, ops, labels, eps, edges, least, most, target):
-        bound = None if refresh is None else (
-            lambda key, z, train, gen, level, ev: refresh(key, z, train, gen, level, ev, ops))
-        level_fn = build_level(move, survival, bound)
+        level_fn = build_level(kernels(ops), matrix, survival)
 
         def one(key, state):
             return level_fn(key, state, lambda z: evaluate(z, ops, labels), eps, edges,
