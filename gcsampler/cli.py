@@ -203,6 +203,7 @@ def _classify_flag_rows():
     )
 
 
+CURVES = "gen_loss_vs_eps"
 REPORT_FLAGS = (
     ("eps", "float", None, "Also report G&C at this threshold: exact from the accepted rows "
                            "at or below the run's eps, from the train-loss bins above it."),
@@ -211,7 +212,10 @@ REPORT_FLAGS = (
 PLOT_FLAGS = (
     ("eps", "float", None, "Re-threshold every cell at this eps first (exact at or below the "
                            "runs' eps, from the train-loss bins above it)."),
-    ("y", "enum", "gen_loss", "What to plot against the swept setting.", aggregate.QUANTITY_NAMES),
+    ("y", "enum", "gen_loss", "What to plot against the swept setting; gen_loss_vs_eps (a "
+                              "--method splitting sweep): log p and the G&C gen loss against "
+                              "eps, one line per value.",
+     (*aggregate.QUANTITY_NAMES, CURVES)),
 )
 REGENERATE_FLAGS = (
     ("index", "string", None, "Global index of the draw to regenerate."),
@@ -512,6 +516,7 @@ def sweep_command(args, values):
     _report_sweep(out, record, rows, "gen_loss", spec.title, stem="gen_loss")
     _report_sweep(out, record, rows, "acceptance_rate", spec.title, stem="acceptance_rate",
                   table=False)
+    _plot_curves(out, record, spec.title)
     print(f"results: {out / sweep.RESULTS_FILE}")
     return 0
 
@@ -578,12 +583,36 @@ def plot_command(args, values):
     record, rows = sweep.load(args.sweep_dir, values.eps)
     if not rows:
         raise store.RunDirError(f"{args.sweep_dir} has no finished cell to plot")
+    if values.y == CURVES:
+        if not _plot_curves(pathlib.Path(args.sweep_dir), record,
+                            record.get("title") or f"{record['axis']} sweep"):
+            raise UsageError(f"gcsampler plot: --y={CURVES} needs a sweep made with "
+                             f"--method=splitting")
+        return 0
     stem = values.y + (f"_eps{values.eps:g}" if values.eps is not None else "")
     title = record.get("title") or f"{record['axis']} sweep"
     if values.eps is not None:
         title += f", re-thresholded at eps={values.eps:g}"
     _report_sweep(pathlib.Path(args.sweep_dir), record, rows, values.y, title, stem=stem)
     return 0
+
+
+def _plot_curves(sweep_dir, record, title):
+    """``gen_loss_vs_eps`` figures of a splitting sweep; False when it has no curves."""
+    from gcsampler import plots
+
+    curves = sweep.curves(sweep_dir, record)
+    if not curves:
+        return False
+    if not plots.available():
+        print(plots.INSTALL_HINT)
+        return True
+    note = (f"median over {max(len(c) for c in curves.values())} seeds, inter-quartile "
+            f"band; multilevel splitting")
+    for path in plots.plot_curves(curves, sweep_dir / CURVES, axis=record["axis"], title=title,
+                                  note=note):
+        print(f"figure: {path}")
+    return True
 
 
 def _report_sweep(sweep_dir, record, rows, quantity, title, *, stem, table=True):

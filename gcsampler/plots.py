@@ -276,9 +276,13 @@ def plot_curves(curves, path, *, axis=None, summary=None, title=None, note=None)
     Writes ``path`` .png and .pdf; returns the paths."""
     plt = _pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 7.0), sharex=True)
+    # Start a grid step above the largest threshold any draw of the prior exceeds.
+    falling = [np.flatnonzero(seed["log_p"] < 0) for seeds in curves.values() for seed in seeds]
+    first = max(0, min((f[0] for f in falling if f.size), default=0) - 1)
     for i, (value, seeds) in enumerate(curves.items()):
         label = None if axis is None else f"{axis} = {value}"
         color = f"C{i}" if axis is not None else "red"
+        seeds = [{name: column[first:] for name, column in seed.items()} for seed in seeds]
         eps = seeds[0]["eps"]
         for ax, key, lo_key, hi_key, scale in (
                 (top, "log_p", "log_p_lo", "log_p_hi", 1 / math.log(10)),

@@ -87,9 +87,13 @@ class SweepProgress(Progress):
         self.finished_cells = 0
         self.start = time.monotonic()
 
-    def for_cell(self, name):
-        """The ``on_progress`` callback of the next cell, called ``name``."""
+    def for_cell(self, name, cfg=None):
+        """The progress callback of the next cell, called ``name``, with run settings
+        ``cfg``: ``on_progress`` of its G&C run, or ``on_level`` of its splitting run."""
         prefix = f"sweep cell {self.finished_cells + 1}/{self.cells} ({name})  G&C"
+        if cfg is not None and cfg.method == "splitting":
+            return LevelProgress(cfg.eps, cfg.particles, cfg.replicates, self.stream,
+                                 self.log_interval, prefix.replace("G&C", "splitting"))
 
         def report(totals, seconds):
             del seconds

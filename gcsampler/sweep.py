@@ -9,6 +9,12 @@ vmapped program. A sweep directory holds::
     results.csv    one row per cell: every setting and every result
     cells/AXIS=VALUE/seed=S/   one run directory per cell
     gen_loss.png/.pdf, acceptance_rate.png/.pdf   median over seeds, inter-quartile bars
+    gen_loss_vs_eps.png/.pdf   (--method splitting) log p and the G&C gen loss against
+                               eps, one line per value (:func:`curves`)
+
+With ``--method splitting`` a cell's acceptance rate is its estimate of p, and
+``log_p`` with its interval is the splitting estimate (for rejection cells, the log
+of the acceptance rate and of its Wilson interval).
 """
 
 import csv
@@ -28,6 +34,7 @@ NOT_SWEEPABLE = ("seed", "problem_seed")
 
 RESULT_COLUMNS = (
     "draws", "accepted", "acceptance_rate", "acceptance_ci95_lo", "acceptance_ci95_hi",
+    "log_p", "log_p_ci95_lo", "log_p_ci95_hi",
     "gnc_gen_loss", "gnc_gen_loss_stderr", "prior_gen_loss", "gd_gen_loss", "gd_train_loss",
     "min_nuclear_gen_loss", "min_frobenius_gen_loss", "nonfinite", "sampler", "samples_scale",
     "gnc_seconds", "gd_seconds", "wall_seconds", "run_dir",
@@ -176,7 +183,7 @@ def run(spec, sweep_dir, stream=None):
         summaries = []
         for cell in group:
             summary = runner.run_gnc(cell.cfg, sweep_dir / "cells" / cell.name,
-                                     display.for_cell(cell.name), _Quiet())
+                                     display.for_cell(cell.name, cell.cfg), _Quiet())
             display.finish_cell(cell.cfg.samples)
             runner.add_references(summary, cell.cfg.problem())
             summaries.append(summary)
@@ -242,10 +249,13 @@ def result_row(cfg, summary, scale, run_dir):
     ``run_dir`` is the cell's directory relative to the sweep directory.
     """
     lo, hi = summary["acceptance_ci95"]
+    log_p = summary.get("log_p_ci95", [_log(lo), _log(hi)])
     results = {
         "draws": summary["draws"], "accepted": summary["accepted"],
         "acceptance_rate": summary["acceptance_rate"],
         "acceptance_ci95_lo": lo, "acceptance_ci95_hi": hi,
+        "log_p": summary.get("log_p", _log(summary["acceptance_rate"])),
+        "log_p_ci95_lo": log_p[0], "log_p_ci95_hi": log_p[1],
         "gnc_gen_loss": summary["gnc_gen_loss_mean"],
         "gnc_gen_loss_stderr": summary["gnc_gen_loss_stderr"],
         "prior_gen_loss": summary["prior_gen_loss_mean"],
@@ -260,6 +270,10 @@ def result_row(cfg, summary, scale, run_dir):
     }
     results["wall_seconds"] = results["gnc_seconds"] + results["gd_seconds"]
     return {**dataclasses.asdict(cfg), **_none_to_nan(results)}
+
+
+def _log(value):
+    return math.log(value) if value is not None and value > 0 else math.nan
 
 
 def _none_to_nan(values):
@@ -328,6 +342,14 @@ def figure_note(record, rows):
 
 def _rethresholded(run_dir, draws, eps):
     result = runner.rethreshold(run_dir, eps)
+    if result is not None and "log_p" in result:  # a splitting cell
+        lo, hi = result["log_p_ci95"]
+        return {"eps": eps, "effective_eps": result["effective_eps"], "accepted": math.nan,
+                "acceptance_rate": math.exp(result["log_p"]), "acceptance_ci95_lo": math.exp(lo),
+                "acceptance_ci95_hi": math.exp(hi), "log_p": result["log_p"],
+                "log_p_ci95_lo": lo, "log_p_ci95_hi": hi,
+                "gnc_gen_loss": result["gnc_gen_loss_mean"],
+                "gnc_gen_loss_stderr": result["gnc_gen_loss_stderr"]}
     if result is None:
         return {"eps": eps, "effective_eps": math.nan, "accepted": math.nan,
                 "acceptance_rate": math.nan,
@@ -337,8 +359,23 @@ def _rethresholded(run_dir, draws, eps):
     return {"eps": eps, "effective_eps": result["effective_eps"],
             "accepted": result["accepted"], "acceptance_rate": result["accepted"] / draws,
             "acceptance_ci95_lo": lo, "acceptance_ci95_hi": hi,
+            "log_p": _log(result["accepted"] / draws), "log_p_ci95_lo": _log(lo),
+            "log_p_ci95_hi": _log(hi),
             "gnc_gen_loss": result["gnc_gen_loss_mean"],
             "gnc_gen_loss_stderr": result["gnc_gen_loss_stderr"]}
+
+
+def curves(sweep_dir, record):
+    """Each swept value's ``curve.csv`` dicts (one per finished splitting cell, in seed
+    order), for :func:`gcsampler.plots.plot_curves`; empty for a rejection sweep."""
+    from gcsampler import splitting_run
+
+    by_value = {}
+    for cell in record["cells"]:
+        run_dir = pathlib.Path(sweep_dir) / cell["run_dir"]
+        if (run_dir / splitting_run.CURVE_FILE).is_file():
+            by_value.setdefault(cell["value"], []).append(splitting_run.read_curve(run_dir))
+    return by_value
 
 
 def _record(spec, cells):
