@@ -1,0 +1,137 @@
+"""`gcsampler run --method splitting` end to end: the run directory, report and its
+re-thresholding, a splitting sweep with its gen_loss_vs_eps figure, and one-line errors."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from gcsampler import cli, problems, splitting_run, store
+from test_cli import gcsampler
+
+EPS = 0.05
+SMALL = ["--method", "splitting", "--eps", str(EPS), "--particles", "128", "--replicates", "2",
+         "--moves", "4", "--gd_steps", "200", "--gd_log_every", "100", "--gd_runs", "2",
+         "--gd_lr", "1e-2", "--gd_init_scale", "1e-2"]
+
+
+@pytest.fixture(scope="module")
+def splitting_run_dir(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("split")
+    proc = gcsampler("run", *SMALL, "--out", "run1", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return cwd, cwd / "run1", proc
+
+
+def test_run_prints_levels_and_the_table(splitting_run_dir):
+    _, run_dir, proc = splitting_run_dir
+    assert "splitting  level" in proc.stderr and "log p" in proc.stderr and "ETA" in proc.stderr
+    for label in ("log p", "log p spread", "G&C gen loss", "prior gen loss", "GD gen loss",
+                  "levels", "diagnostics", "throughput", "run directory"):
+        assert f"\n{label} " in "\n" + proc.stdout, label
+    assert f"figure: {run_dir.name}/curve.png" in proc.stdout
+
+
+def test_run_directory_holds_the_sample_and_the_curve(splitting_run_dir):
+    _, run_dir, _ = splitting_run_dir
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["method"] == "splitting" and summary["replicates"] == 2
+    assert summary["log_p_ci95"][0] < summary["log_p"] < summary["log_p_ci95"][1] < 0
+    assert math.isclose(summary["acceptance_rate"], math.exp(summary["log_p"]))
+    assert summary["draws"] == summary["evaluations"] > 2 * 128
+    assert summary["moves_per_level_max"] == 4 and summary["fiber"]
+
+    rows = store.read_accepted(run_dir, fields=splitting_run.accepted_layout(5, 5))
+    assert len(rows["index"]) == summary["accepted"] == sum(summary["accepted_per_replicate"])
+    assert np.all(rows["train_loss"] < np.float32(EPS))
+    assert np.array_equal(rows["replicate"], rows["index"] // 128)
+    train, gen = problems.losses(problems.matrix_sensing(0), rows["matrix"])
+    np.testing.assert_allclose(rows["train_loss"], train, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(rows["gen_loss"], gen, rtol=1e-4, atol=1e-7)
+    means = [rows["gen_loss"][rows["replicate"] == r].astype(np.float64).mean() for r in (0, 1)]
+    assert math.isclose(summary["gnc_gen_loss_mean"], np.mean(means), rel_tol=1e-6)
+
+    curve = splitting_run.read_curve(run_dir)
+    assert np.isclose(curve["eps"][-1], EPS) and np.isclose(curve["log_p"][-1], summary["log_p"])
+    assert curve["log_p"][0] == 0 and np.all(np.diff(curve["log_p"]) <= 1e-12)
+    levels = store.load_arrays(run_dir / splitting_run.LEVELS_FILE)
+    assert levels["level"].shape[1] == 2 and levels["grid_count"].shape[2] == len(levels["edges"])
+
+
+def test_report_and_rethreshold_both_ways(splitting_run_dir):
+    cwd, run_dir, _ = splitting_run_dir
+    summary = json.loads((run_dir / "summary.json").read_text())
+    below = gcsampler("report", str(run_dir), "--eps", "0.045", cwd=cwd)
+    assert below.returncode == 0, below.stderr
+    assert "log p" in below.stdout and "from final particles" in below.stdout
+    # Exact from the stored particles: p(0.045) = p(eps) x each replicate's fraction below.
+    rows = store.read_accepted(run_dir, fields=("replicate", "train_loss"))
+    logs = [summary["log_p_replicates"][r] + math.log(
+        np.sum((rows["replicate"] == r) & (rows["train_loss"] < np.float32(0.045))) / 128)
+        for r in (0, 1)]
+    assert f"log p {np.mean(logs):.4g}" in below.stdout
+    above = gcsampler("report", str(run_dir), "--eps", "0.3", cwd=cwd)
+    assert above.returncode == 0 and "from curve.csv" in above.stdout
+
+
+def test_what_a_splitting_run_refuses(splitting_run_dir):
+    cwd, run_dir, _ = splitting_run_dir
+    regen = gcsampler("regenerate", str(run_dir), "--index", "0", cwd=cwd)
+    assert regen.returncode == 2 and regen.stderr.count("\n") == 1 and "splitting" in regen.stderr
+    done = gcsampler("run", "--resume", str(run_dir), cwd=cwd)
+    assert done.returncode == 0 and "is complete" in done.stdout
+
+
+def test_an_unfinished_splitting_run_is_not_resumed(tmp_path):
+    run_dir = tmp_path / "stopped"
+    run_dir.mkdir()
+    config = {"settings": {"method": "splitting", "eps": EPS}, "sampler": "auto",
+              "method": "splitting"}
+    store.write_json(run_dir / "config.json", config)
+    proc = gcsampler("run", "--resume", str(run_dir), cwd=tmp_path)
+    assert proc.returncode == 2 and "not checkpointed" in proc.stderr
+    report = gcsampler("report", str(run_dir), cwd=tmp_path)
+    assert report.returncode == 2 and "start it again" in report.stderr
+
+
+def test_splitting_sweep_draws_log_p_and_gen_loss_against_eps(tmp_path):
+    proc = gcsampler("sweep", "--vary", "eps=0.1,0.05", "--seeds", "1", "--method", "splitting",
+                     "--particles", "128", "--replicates", "2", "--moves", "4", "--nogd",
+                     "--out", "sw", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "sweep cell 2/2 (eps=0.05/seed=0)  splitting  level" in proc.stderr
+    header, *rows = (tmp_path / "sw" / "results.csv").read_text().splitlines()
+    assert "log_p" in header.split(",") and len(rows) == 2
+    for suffix, magic in ((".png", b"\x89PNG"), (".pdf", b"%PDF")):
+        assert (tmp_path / "sw" / f"gen_loss_vs_eps{suffix}").read_bytes().startswith(magic)
+    again = gcsampler("plot", "sw", "--y", "gen_loss_vs_eps", cwd=tmp_path)
+    assert again.returncode == 0 and "gen_loss_vs_eps.png" in again.stdout
+    rethreshold = gcsampler("plot", "sw", "--eps", "0.1", cwd=tmp_path)
+    assert rethreshold.returncode == 0, rethreshold.stderr
+
+
+BAD = [
+    (["run", "--method", "annealing"], "--method"),
+    (["run", "--method", "splitting", "--moves", "0"], "--moves"),
+    (["run", "--method", "splitting", "--moves", "some"], "--moves"),
+    (["run", "--method", "splitting", "--particles", "2"], "--particles"),
+    (["run", "--method", "splitting", "--replicates", "0"], "--replicates"),
+    (["run", "--method", "splitting", "--move", "hmc"], "--move"),
+    (["run", "--method", "splitting", "--sampler", "direct"], "--sampler applies to"),
+    (["run", "--method", "splitting", "--num_processes", "2", "--out", "x",
+      "--coordinator_address", "127.0.0.1:1234"], "--method=splitting runs in one process"),
+    (["plot", "x", "--y", "curves"], "--y"),
+]
+
+
+@pytest.mark.parametrize("argv, named", BAD)
+def test_bad_splitting_input_gives_one_line_and_exit_2(argv, named, capsys, tmp_path,
+                                                       monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and named in err, err
+    assert list(tmp_path.iterdir()) == []
