@@ -25,12 +25,18 @@ def gcsampler(*args, cwd):
                           capture_output=True, text=True, timeout=300)
 
 
+def finished(command, tmp_path_factory, *flags, out="run1"):
+    """``gcsampler COMMAND FLAGS --out OUT`` run to the end in a fresh directory:
+    (that directory, the output directory, the finished process)."""
+    cwd = tmp_path_factory.mktemp(command)
+    proc = gcsampler(command, *flags, "--out", out, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return cwd, cwd / out, proc
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("cli")
-    proc = gcsampler("run", *SMALL_RUN, "--out", "run1", cwd=cwd)
-    assert proc.returncode == 0, proc.stderr
-    return cwd, cwd / "run1", proc
+    return finished("run", tmp_path_factory, *SMALL_RUN)
 
 
 def test_run_prints_progress_and_table(finished_run):
@@ -172,6 +178,16 @@ BAD_INVOCATIONS = [
     (["plot", "does/not/exist"], "not a gcsampler sweep directory"),
     (["plot", "x", "--y", "speed"], "--y"),
     (["plot", "x", "--eps", "0"], "--eps"),
+    (["run", "--method", "annealing"], "--method"),
+    (["run", "--method", "splitting", "--moves", "0"], "--moves"),
+    (["run", "--method", "splitting", "--moves", "some"], "--moves"),
+    (["run", "--method", "splitting", "--particles", "2"], "--particles"),
+    (["run", "--method", "splitting", "--replicates", "0"], "--replicates"),
+    (["run", "--method", "splitting", "--move", "hmc"], "--move"),
+    (["run", "--method", "splitting", "--sampler", "direct"], "--sampler applies to"),
+    (["run", "--method", "splitting", "--num_processes", "2", "--out", "x",
+      "--coordinator_address", "127.0.0.1:1234"], "--method=splitting runs in one process"),
+    (["plot", "x", "--y", "curves"], "--y"),
     (["report"], "RUN"),
     (["report", "does/not/exist"], "not a gcsampler run directory"),
     (["regenerate", "does/not/exist"], "--index"),
@@ -231,10 +247,7 @@ SMALL_SWEEP = ["--vary", "width=5,7", "--seeds", "2", "--eps", "0.1", "--samples
 
 @pytest.fixture(scope="module")
 def finished_sweep(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("cli_sweep")
-    proc = gcsampler("sweep", *SMALL_SWEEP, "--scale", "0.5", "--out", "sw", cwd=cwd)
-    assert proc.returncode == 0, proc.stderr
-    return cwd, cwd / "sw", proc
+    return finished("sweep", tmp_path_factory, *SMALL_SWEEP, "--scale", "0.5", out="sw")
 
 
 def test_sweep_writes_cells_csv_and_figures(finished_sweep):

@@ -1,5 +1,6 @@
 """`gcsampler run --method splitting` end to end: the run directory, report and its
-re-thresholding, a splitting sweep with its gen_loss_vs_eps figure, and one-line errors."""
+re-thresholding, and a splitting sweep with its gen_loss_vs_eps figure (bad splitting flags
+are among test_cli.py's cases)."""
 
 import json
 import math
@@ -7,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from gcsampler import cli, problems, splitting_run, store
-from test_cli import gcsampler
+from gcsampler import problems, splitting_run, store
+from test_cli import finished, gcsampler
 
 EPS = 0.05
 SMALL = ["--method", "splitting", "--eps", str(EPS), "--particles", "128", "--replicates", "2",
@@ -18,10 +19,7 @@ SMALL = ["--method", "splitting", "--eps", str(EPS), "--particles", "128", "--re
 
 @pytest.fixture(scope="module")
 def splitting_run_dir(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("split")
-    proc = gcsampler("run", *SMALL, "--out", "run1", cwd=cwd)
-    assert proc.returncode == 0, proc.stderr
-    return cwd, cwd / "run1", proc
+    return finished("run", tmp_path_factory, *SMALL)
 
 
 def test_run_prints_levels_and_the_table(splitting_run_dir):
@@ -109,29 +107,3 @@ def test_splitting_sweep_draws_log_p_and_gen_loss_against_eps(tmp_path):
     assert again.returncode == 0 and "gen_loss_vs_eps.png" in again.stdout
     rethreshold = gcsampler("plot", "sw", "--eps", "0.1", cwd=tmp_path)
     assert rethreshold.returncode == 0, rethreshold.stderr
-
-
-BAD = [
-    (["run", "--method", "annealing"], "--method"),
-    (["run", "--method", "splitting", "--moves", "0"], "--moves"),
-    (["run", "--method", "splitting", "--moves", "some"], "--moves"),
-    (["run", "--method", "splitting", "--particles", "2"], "--particles"),
-    (["run", "--method", "splitting", "--replicates", "0"], "--replicates"),
-    (["run", "--method", "splitting", "--move", "hmc"], "--move"),
-    (["run", "--method", "splitting", "--sampler", "direct"], "--sampler applies to"),
-    (["run", "--method", "splitting", "--num_processes", "2", "--out", "x",
-      "--coordinator_address", "127.0.0.1:1234"], "--method=splitting runs in one process"),
-    (["plot", "x", "--y", "curves"], "--y"),
-]
-
-
-@pytest.mark.parametrize("argv, named", BAD)
-def test_bad_splitting_input_gives_one_line_and_exit_2(argv, named, capsys, tmp_path,
-                                                       monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and named in err, err
-    assert list(tmp_path.iterdir()) == []
