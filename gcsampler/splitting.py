@@ -58,6 +58,9 @@ DEFAULT_MAX_MOVES = 200
 DEFAULT_MAX_LEVELS = 5000
 MIN_AUTO_MOVES = 2
 PROJECTIONS = 4
+# A correlation over N particles has noise of about 1/sqrt(N): "auto" asks for at most
+# this many of those (the largest of six statistics), or it would never stop at small N.
+NOISE_CORRELATION = 3.0
 # Thresholds at which every level reports counts: 5 per decade, 1e-20 .. 1e3, plus eps.
 GRID_LOG10_RANGE = (-20, 3)
 GRID_PER_DECADE = 5
@@ -342,7 +345,8 @@ def splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTICLES,
       seed: replicate r is a pure function of (seed, r, N and the settings).
       move: 'ess', 'pcn', or a :class:`gcsampler.moves.Move`.
       moves: 'auto' (until decorrelated, see the module docstring) or a fixed count.
-      target_correlation, max_moves: the 'auto' criterion and its cap.
+      target_correlation, max_moves: the 'auto' criterion and its cap; the target is
+        raised to 3 / sqrt(particles) where that is larger (the correlations' noise).
       survival: fraction of particles kept per level (p0), in (0, 1).
       latent_map: 'auto', 'direct' or 'last_layer' (:mod:`gcsampler.latent`).
       fiber: after each move, also make a move that keeps the train predictions
@@ -362,7 +366,8 @@ def splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTICLES,
     coords = latent.make_latent(model, prior, latent_map)
     kernel = make_move(move) if isinstance(move, str) else move
     schedule = (fixed_moves(moves) if moves != "auto" else
-                auto_moves(target_correlation, max_moves))
+                auto_moves(max(target_correlation, NOISE_CORRELATION / math.sqrt(particles)),
+                           max_moves))
     used = replicate_devices(replicates, devices)
     ops, labels = problems.stacked_operators(problem)
     use_fiber = fiber and coords.linear_tail is not None
