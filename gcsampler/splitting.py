@@ -37,6 +37,7 @@ curve from the prior down to eps from one run.
 """
 
 import functools
+import numbers
 import math
 import time
 from typing import Callable, NamedTuple
@@ -475,9 +476,9 @@ def _check(eps, particles, replicates, seed, moves_, target, max_moves, survival
         raise ValueError(f"seed must be an integer in [0, {draws.MAX_SEED}], got {seed!r}")
     if moves_ != "auto":
         positive_int("moves", moves_)
-    if not (isinstance(target, (int, float)) and 0 < target < 1):
+    if not (isinstance(target, numbers.Real) and 0 < target < 1):
         raise ValueError(f"target_correlation must be in (0, 1), got {target!r}")
-    if not (isinstance(survival, (int, float)) and 0 < survival < 1
+    if not (isinstance(survival, numbers.Real) and 0 < survival < 1
             and 1 <= math.floor(survival * particles) < particles):
         raise ValueError(f"survival must be in (0, 1) and keep between 1 and particles - 1 "
                          f"particles, got {survival!r}")
