@@ -607,8 +607,9 @@ def _plot_curves(sweep_dir, record, title):
     if not plots.available():
         print(plots.INSTALL_HINT)
         return True
-    note = (f"median over {max(len(c) for c in curves.values())} seeds, inter-quartile "
-            f"band; multilevel splitting")
+    seeds = max(len(c) for c in curves.values())
+    note = (f"median over {seeds} seeds, inter-quartile band; multilevel splitting" if seeds > 1
+            else "one seed, its 95% intervals; multilevel splitting")
     for path in plots.plot_curves(curves, sweep_dir / CURVES, axis=record["axis"], title=title,
                                   note=note):
         print(f"figure: {path}")
