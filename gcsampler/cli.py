@@ -709,8 +709,9 @@ def splitting_table(s):
         ("log p spread", f"stderr {_fmt(s['log_p_stderr'], '.2g')} over {s['replicates']} "
                          f"replicates, formula {_fmt(s['log_p_formula_stderr'], '.2g')} "
                          f"(ratio {_fmt(s['spread_ratio'], '.2f')})"),
-        ("G&C gen loss", f"{_fmt(s['gnc_gen_loss_mean'])} ± {_fmt(s['gnc_gen_loss_stderr'], '.2g')}"
-                         f" ({s['accepted']:,} particles below eps)"),
+        ("G&C gen loss", f"{_fmt(s['gnc_gen_loss_mean'])} ± "
+                         f"{_fmt(s['gnc_gen_loss_stderr'], '.2g')} ({s['accepted']:,} particles "
+                         f"below eps)"),
         ("prior gen loss", _fmt(s["prior_gen_loss_mean"])),
         *_gd_rows(s),
         ("levels", f"{s['levels']}, {s['moves_per_level_mean']:.1f} moves per level (max "
