@@ -243,13 +243,15 @@ def resume(resumption, stream=None, checkpoint_every=checkpoint.DEFAULT_EVERY):
 
 def _resume_claimed(r, team, stream, checkpoint_every):
     """:func:`resume` once this process holds its part of the run."""
-    schedule = _plan(r.cfg, r.sampler, team)
+    splitting = r.cfg.method == "splitting"  # finished (prepare_resume): only GD is left
+    schedule = None if splitting else _plan(r.cfg, r.sampler, team)
 
     def prepare():
         if team.leader:
             store.remove_temporaries(r.run_dir)
-            store.write_json(r.run_dir / "config.json",
-                             _config_record(r.cfg, r.sampler, schedule, team))
+            record = (splitting_run.config_record(r.cfg) if splitting
+                      else _config_record(r.cfg, r.sampler, schedule, team))
+            store.write_json(r.run_dir / "config.json", record)
 
     try:
         _together(team, prepare)

@@ -107,3 +107,15 @@ def test_splitting_sweep_draws_log_p_and_gen_loss_against_eps(tmp_path):
     assert again.returncode == 0 and "gen_loss_vs_eps.png" in again.stdout
     rethreshold = gcsampler("plot", "sw", "--eps", "0.1", cwd=tmp_path)
     assert rethreshold.returncode == 0, rethreshold.stderr
+
+
+def test_gd_of_a_finished_splitting_run_runs_on_resume(tmp_path):
+    first = gcsampler("run", *SMALL, "--nogd", "--out", "run", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    before = json.loads((tmp_path / "run" / "summary.json").read_text())
+    resumed = gcsampler("run", "--resume", "run", "--gd", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    after = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert math.isfinite(after["gd_gen_loss"]) and after["log_p"] == before["log_p"]
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert record["method"] == "splitting" and record["settings"]["gd"]
