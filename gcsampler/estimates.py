@@ -104,7 +104,8 @@ def summarize(result):
 
 
 def _prior_gen(result):
-    """Mean gen loss of the first population: draws of the prior itself."""
+    """Mean gen loss of the first population, draws of the prior itself: those below the
+    grid's top threshold (1e3), which is every draw of a problem with labels of order one."""
     first = result.levels
     count = first.grid_count[0][:, -1]
     total = first.grid_gen_sum[0][:, -1]
