@@ -16,11 +16,11 @@ the prior's law of W. Two maps exist:
 
 ``auto`` takes the one with fewer coordinates.
 
-For the built-in Gaussian prior without normalization, both maps are linear in
-their last block: W = G(z_rest) @ Z_last (``Latent.linear_tail`` gives G and where
-Z_last starts). Then the train predictions are a Gaussian linear function of
-Z_last given the rest, which :func:`gcsampler.moves.fiber` uses to move particles
-without changing their train loss.
+For the built-in Gaussian prior, both maps (before any normalization) are linear
+in their last block given the rest, and ``direct`` for a linear network in every
+layer's block (``Latent.linear_blocks``). Then the train predictions are a
+Gaussian linear function of such a block given the rest, which
+:mod:`gcsampler.fibers` uses to move particles along the level set.
 """
 
 from typing import Callable, NamedTuple
@@ -41,15 +41,14 @@ class Latent(NamedTuple):
       dim: length of the coordinate vector ``z``.
       matrix: ``z (dim,) -> (n_rows, n_cols)`` end-to-end matrix, before any
         normalization; its law under z ~ N(0, I) is the prior's.
-      linear_tail: None, or ``(offset, gain)``: ``matrix(z) == gain(z) @
-        z[offset:].reshape(q, n_cols)`` with ``gain(z)`` (n_rows, q) a function of
-        ``z[:offset]`` alone.
+      linear_blocks: ``(start, stop)`` pairs of the blocks ``z[start:stop]`` in
+        which ``matrix`` is linear given the rest of ``z`` (the last block last).
     """
 
     name: str
     dim: int
     matrix: Callable
-    linear_tail: tuple | None = None
+    linear_blocks: tuple = ()
 
 
 def applicable(model, prior):
@@ -89,31 +88,24 @@ def make_latent(model, prior, name="auto"):
         return [prior.from_normal(z[offsets[i]:offsets[i + 1]].reshape(shape))
                 for i, shape in enumerate(shapes)]
 
-    linear = priors.is_builtin_gaussian(prior) and not prior.normalize
-    scale = model.n_cols ** -0.5
+    blocks = tuple((int(offsets[i]), int(offsets[i + 1])) for i in range(len(shapes)))
+    if not priors.is_builtin_gaussian(prior):
+        blocks = ()         # from_normal need not be linear
+    elif name == "last_layer" or (model.depth > 1 and not model.is_linear):
+        blocks = blocks[-1:]
 
     def hidden(z):
         """The last layer's input s(...s(W_1)...) (depth >= 2)."""
         return model.activation(models.end_to_end(model, layers(z)[:-1]))
 
     if name == "direct":
-        def direct_gain(z):
-            if model.depth == 1:
-                return jnp.eye(model.n_rows, dtype=z.dtype) * scale
-            return hidden(z) * scale
-
-        tail = (int(offsets[-2]), direct_gain) if linear else None
         return Latent("direct", int(offsets[-1]), lambda z: models.end_to_end(model, layers(z)),
-                      tail)
+                      blocks)
 
     def matrix(z):
         return collapsed.collapse_last_layer(model, hidden(z), z[offsets[-2]:].reshape(shapes[-1]))
 
-    def collapsed_gain(z):
-        return collapsed.last_layer_root(hidden(z)) * scale
-
-    return Latent("last_layer", int(offsets[-1]), matrix,
-                  (int(offsets[-2]), collapsed_gain) if linear else None)
+    return Latent("last_layer", int(offsets[-1]), matrix, blocks)
 
 
 def normalized(latent, prior):

@@ -23,12 +23,8 @@ A non-finite loss counts as outside.
   b nu``, accepted iff inside: a Metropolis step whose proposal is reversible for
   N(0, I). One proposal per move keeps lanes in lockstep; ``b`` is retuned between
   levels towards an acceptance of ``PCN_TARGET``.
-- ``fiber``: for coordinate maps linear in their last block (``Latent.linear_tail``:
-  the Gaussian prior without normalization, any activation), a move that keeps the
-  train predictions c fixed, so it is as free at p = 1e-30 as at p = 1/2; see
-  :func:`fiber`. Level sets at small eps are thin tubes around the interpolating
-  weights, where ``ess`` and ``pcn`` can only take steps as small as the tube is
-  wide; this one travels along the tube.
+- the moves along fibres of the train predictions (:mod:`gcsampler.fibers`) are
+  built on the same :class:`Move` interface, for the built-in Gaussian prior.
 """
 
 import functools
@@ -38,9 +34,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gcsampler import collapsed
-
-MOVES = ("ess", "pcn")  # the main moves; fiber is added where it applies
+MOVES = ("ess", "pcn")  # the main moves; gcsampler.fibers adds its own where they apply
 DEFAULT_MAX_PROPOSALS = 64
 PCN_TARGET = 0.25
 PCN_INITIAL = 0.5
@@ -124,91 +118,10 @@ def pcn(initial_step=PCN_INITIAL, target=PCN_TARGET):
         return (jnp.where(inside, candidate, z), jnp.where(inside, t, train),
                 jnp.where(inside, g, gen), MoveInfo(inside, jnp.int32(1)))
 
-    return Move("pcn", step, float(initial_step), _towards(target))
+    return Move("pcn", step, float(initial_step), towards(target))
 
 
-FIBER_INITIAL = 0.3
-FIBER_TARGET = 0.3
-
-
-def fiber(tail, model, train_ops, initial_step=FIBER_INITIAL, target=FIBER_TARGET):
-    """The move along the level set's fibres for W = G(head) @ Z (``tail = (offset,
-    gain)``: Z = z[offset:], head = z[:offset], G = gain(z)); ``train_ops`` (D, m)
-    are the flattened train operators.
-
-    The train predictions c = M(head) vec(Z) are linear in Z, with M = A (G kron I).
-    Under z ~ N(0, I), (head, c) has density N(head) N(c; 0, M M^T), and given both,
-    Z is M^+ c plus an independent standard normal in the null space of M. The
-    train loss depends on c alone. The move:
-
-    1. proposes head' = sqrt(1 - b^2) head + b nu (pCN, reversible for N(head)) and
-       accepts it with probability min(1, N(c; 0, M' M'^T) / N(c; 0, M M^T)):
-       Metropolis-Hastings for head given c;
-    2. draws Z from its exact conditional given (head, c): Z = xi + M^T (M M^T)^-1
-       (c - M xi), xi ~ N(0, I).
-
-    Both steps keep c, hence the train loss, and leave the prior restricted to the
-    level set invariant. In float32, c moves by rounding; a result that rounding
-    pushes out of the level set is rejected (it stays put), and so is one with a
-    singular M M^T (relu can zero a hidden row), whose losses come out non-finite.
-    """
-    offset, gain = tail
-    m = train_ops.shape[1]
-    ops = train_ops.reshape(model.n_rows, model.n_cols, m)
-    hi = jax.lax.Precision.HIGHEST
-
-    def operator(z):
-        return jnp.einsum("ia,ijm->maj", gain(z), ops, precision=hi).reshape(m, -1)
-
-    def log_density(root, c):
-        """log N(c; 0, root root^T) up to a constant."""
-        white = _solve_lower(root, c)
-        return -0.5 * jnp.sum(white * white) - jnp.sum(jnp.log(jnp.diagonal(root)))
-
-    def step(key, z, train, gen, level, evaluate, param):
-        key_nu, key_accept, key_xi = jax.random.split(key, 3)
-        head, last = z[:offset], z[offset:]
-        op = operator(z)
-        c = jnp.matmul(op, last, precision=hi)
-        b = jnp.asarray(param, z.dtype)
-        head_new = jnp.sqrt(1 - b * b) * head + b * jax.random.normal(key_nu, head.shape, z.dtype)
-        op_new = operator(jnp.concatenate([head_new, last]))
-        # L with L L^T = M M^T from a Householder LQ of M (no Gram matrix, no pivot, and
-        # no LAPACK call: those deadlocked on the CPU inside the level's loops).
-        root, root_new = collapsed.last_layer_root(op), collapsed.last_layer_root(op_new)
-        log_ratio = log_density(root_new, c) - log_density(root, c)
-        accept = jnp.log(jax.random.uniform(key_accept, (), z.dtype)) < log_ratio
-        head = jnp.where(accept, head_new, head)
-        op, root = jnp.where(accept, op_new, op), jnp.where(accept, root_new, root)
-        xi = jax.random.normal(key_xi, last.shape, z.dtype)
-        correction = _solve_upper(root.T, _solve_lower(root, c - jnp.matmul(op, xi, precision=hi)))
-        candidate = jnp.concatenate([head, xi + jnp.matmul(op.T, correction, precision=hi)])
-        t, g = evaluate(candidate)
-        inside = t < level
-        return (jnp.where(inside, candidate, z), jnp.where(inside, t, train),
-                jnp.where(inside, g, gen), MoveInfo(inside & accept, jnp.int32(1)))
-
-    return Move("fiber", step, float(initial_step), _towards(target))
-
-
-def _solve_lower(l, b):
-    """x with l x = b, l lower triangular, by forward substitution.
-
-    Written out rather than jax.scipy.linalg.solve_triangular: on the CPU that
-    calls LAPACK, which deadlocked inside the vmapped while loops of a level.
-    """
-    def row(i, x):
-        return x.at[i].set((b[i] - jnp.dot(l[i], x)) / l[i, i])
-
-    return jax.lax.fori_loop(0, b.shape[0], row, jnp.zeros_like(b))
-
-
-def _solve_upper(u, b):
-    """x with u x = b, u upper triangular, by back substitution."""
-    return _solve_lower(u[::-1, ::-1], b[::-1])[::-1]
-
-
-def _towards(target):
+def towards(target):
     """Step-size retuning between levels towards an acceptance of ``target``."""
 
     def adapt(param, acceptance):

@@ -9,7 +9,8 @@ prior. Splitting reaches p = 1e-15 and far below with a few thousand particles:
    killed and replaced by clones of uniformly chosen survivors, and p's estimate
    is multiplied by the surviving fraction;
 3. every particle then makes moves that leave the prior restricted to {L < level}
-   invariant (:mod:`gcsampler.moves`): "auto" measures, over the particles, the
+   invariant (:mod:`gcsampler.moves`, followed by :mod:`gcsampler.fibers`' moves
+   along the level set where they apply): "auto" measures, over the particles, the
    correlation of their log train loss, gen loss and four random projections of
    their end-to-end matrices W with where the level started, and makes twice as many moves
    as it took every |correlation| to fall to ``target_correlation`` (a
@@ -47,8 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from gcsampler import draws, latent, problems
-from gcsampler import moves as moves_lib
+from gcsampler import draws, fibers, latent, problems
 from gcsampler.moves import make_move
 
 DEFAULT_PARTICLES = 4096
@@ -298,7 +298,7 @@ class SplittingResult(NamedTuple):
       evaluations: loss evaluations of the whole run.
       seconds: wall time.
       latent, move: the coordinate map's and the move's names.
-      fiber: whether the train-prediction-preserving move ran after each move.
+      fiber: whether moves along the level set (:mod:`gcsampler.fibers`) ran after each move.
       converged: whether every replicate reached eps within the level cap.
     """
 
@@ -350,9 +350,9 @@ def splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTICLES,
         raised to 3 / sqrt(particles) where that is larger (the correlations' noise).
       survival: fraction of particles kept per level (p0), in (0, 1).
       latent_map: 'auto', 'direct' or 'last_layer' (:mod:`gcsampler.latent`).
-      fiber: after each move, also make a move that keeps the train predictions
-        fixed (:func:`gcsampler.moves.fiber`), where the coordinate map is linear in
-        its last block (the Gaussian prior without normalization).
+      fiber: after each move, also make the moves along the level set of
+        :mod:`gcsampler.fibers` where they apply (the built-in Gaussian prior):
+        ``fiber`` without normalization, ``cone`` on every linear block with it.
       max_levels: stop (``converged`` False) after this many levels.
       devices: None/'all', a count or devices; replicates are sharded over as many
         as divide R.
@@ -371,7 +371,7 @@ def splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTICLES,
                            max_moves))
     used = replicate_devices(replicates, devices)
     ops, labels = problems.stacked_operators(problem)
-    use_fiber = fiber and coords.linear_tail is not None
+    use_fiber = fiber and bool(fibers.fiber_blocks(coords, prior, len(problem.train_ops)))
     programs = _programs(model, prior, coords.name, kernel, survival, particles,
                          len(problem.train_ops), tuple(used), use_fiber)
     base = draws.seed_key(seed)
@@ -424,21 +424,21 @@ def _programs(model, prior, latent_name, move, survival, particles, n_train, dev
     matrix = latent.normalized(coords, prior)
     evaluate = make_evaluate(matrix, n_train)
 
-    def kernels(ops):
+    def kernels(ops, labels):
         if not use_fiber:
             return (move,)
-        return move, moves_lib.fiber(coords.linear_tail, model, ops[:, :n_train])
+        return (move,) + fibers.fiber_moves(coords, prior, ops[:, :n_train], labels[:n_train])
     mesh = Mesh(np.asarray(devices), ("d",))
     rep, shared = PartitionSpec("d"), PartitionSpec()
 
     def init_all(keys, ops, labels):
         def one(key):
             return init(key, lambda z: evaluate(z, ops, labels), particles, coords.dim,
-                        kernels(ops))
+                        kernels(ops, labels))
         return jax.vmap(one)(keys)
 
     def level_all(keys, state, ops, labels, eps, edges, least, most, target):
-        level_fn = build_level(kernels(ops), matrix, survival)
+        level_fn = build_level(kernels(ops, labels), matrix, survival)
 
         def one(key, state):
             return level_fn(key, state, lambda z: evaluate(z, ops, labels), eps, edges,

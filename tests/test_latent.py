@@ -1,5 +1,5 @@
 """Gaussian coordinates of priors (gcsampler.latent): the law of matrix(z), z ~ N(0, I),
-is the prior's law of the end-to-end matrix; the linear last block; refusals.
+is the prior's law of the end-to-end matrix; the blocks the matrix is linear in; refusals.
 
 Statistical checks use fixed seeds. Every law check is a two-sample KS test of
 10,000 draws of ``matrix(z)`` against 10,000 independent draws of the 'direct'
@@ -108,63 +108,68 @@ def test_the_law_check_has_power():
     assert p < ALPHA_PER_KS, p
 
 
-TAIL_CASES = [("direct", 1, "linear"), ("direct", 2, "linear"), ("direct", 3, "tanh"),
-              ("last_layer", 2, "tanh"), ("last_layer", 3, "linear")]
+BLOCK_CASES = [("direct", 1, "linear"), ("direct", 2, "linear"), ("direct", 3, "linear"),
+               ("direct", 3, "tanh"), ("last_layer", 2, "tanh"), ("last_layer", 3, "linear")]
+BLOCK_DRAWS = 64
 
 
-TAIL_DRAWS = 64
+def _expected_blocks(name, depth, activation):
+    """Every layer's block for a linear network in 'direct' coordinates, else the last."""
+    shapes = list(model(depth, activation).layer_shapes)
+    if name == "last_layer":
+        shapes[-1] = (ROWS, COLS)
+    edges = np.cumsum([0] + [r * c for r, c in shapes])
+    blocks = [(int(edges[i]), int(edges[i + 1])) for i in range(len(shapes))]
+    return tuple(blocks if name == "direct" and activation == "linear" else blocks[-1:])
 
 
 @functools.lru_cache(maxsize=None)
-def all_tails():
-    """For every tail case: (matrix(z), gain(z), gain of z with another tail, the tail
-    reshaped to (q, n_cols)) of TAIL_DRAWS z ~ N(0, I), from one compiled program."""
+def all_blocks():
+    """For every case and linear block: (matrix(z1 + (a b1 + b2) in the block),
+    matrix(z1 + b1), matrix(z1 + b2), a) for BLOCK_DRAWS draws, from one program."""
 
     def compute(key):
         out = {}
-        for index, (name, depth, activation) in enumerate(TAIL_CASES):
-            coords = latent.make_latent(model(depth, activation), GAUSSIAN, name)
-            offset, gain = coords.linear_tail
-            q = (coords.dim - offset) // COLS
-            z = jax.random.normal(jax.random.fold_in(key, index), (TAIL_DRAWS, coords.dim),
-                                  jnp.float32)
-            other = z.at[:, offset:].set(-z[:, offset:] + 1.0)
-            out[(name, depth, activation)] = (
-                jax.vmap(coords.matrix)(z), jax.vmap(gain)(z), jax.vmap(gain)(other),
-                z[:, offset:].reshape(TAIL_DRAWS, q, COLS))
+        for index, case in enumerate(BLOCK_CASES):
+            coords = latent.make_latent(model(case[1], case[2]), GAUSSIAN, case[0])
+            for start, stop in coords.linear_blocks:
+                keys = jax.random.split(jax.random.fold_in(key, 10 * index + start), 4)
+                z = jax.random.normal(keys[0], (BLOCK_DRAWS, coords.dim), jnp.float32)
+                b1, b2 = (jax.random.normal(k, (BLOCK_DRAWS, stop - start)) for k in keys[1:3])
+                a = jax.random.normal(keys[3], (BLOCK_DRAWS, 1, 1))
+                combined = z.at[:, start:stop].set(a[:, :, 0] * b1 + b2)
+                out[case + (start,)] = (jax.vmap(coords.matrix)(combined),
+                                        jax.vmap(coords.matrix)(z.at[:, start:stop].set(b1)),
+                                        jax.vmap(coords.matrix)(z.at[:, start:stop].set(b2)), a)
         return out
 
-    return {case: tuple(np.asarray(a, np.float64) for a in arrays)
+    return {case: tuple(np.asarray(x, np.float64) for x in arrays)
             for case, arrays in jax.jit(compute)(jax.random.key(3)).items()}
 
 
-@pytest.mark.parametrize("name, depth, activation", TAIL_CASES,
-                         ids=[f"{n}-depth{d}-{a}" for n, d, a in TAIL_CASES])
-def test_linear_tail_reproduces_the_matrix(name, depth, activation):
-    """matrix(z) == gain(z) @ z[offset:].reshape(q, n_cols), gain a function of z[:offset]."""
+@pytest.mark.parametrize("name, depth, activation", BLOCK_CASES,
+                         ids=[f"{n}-depth{d}-{a}" for n, d, a in BLOCK_CASES])
+def test_the_matrix_is_linear_in_its_linear_blocks(name, depth, activation):
+    """matrix(a b1 + b2 in a listed block) == a matrix(b1) + matrix(b2), the rest fixed."""
     coords = latent.make_latent(model(depth, activation), GAUSSIAN, name)
-    assert coords.linear_tail is not None
-    offset, _ = coords.linear_tail
-    q = (coords.dim - offset) // COLS
-    assert q * COLS == coords.dim - offset
-    assert q == (ROWS if name == "last_layer" or depth == 1 else WIDTH)
-    matrix, g, g_other, tail = all_tails()[(name, depth, activation)]
-    assert g.shape == (TAIL_DRAWS, ROWS, q)
-    # gain must not look at the tail: another tail leaves it unchanged (up to float32
-    # rounding: the two are compiled in different fusions, whose bits may differ)
-    np.testing.assert_allclose(g, g_other, rtol=0, atol=64 * U32 * np.max(np.abs(g)))
-    product = g @ tail
-    # float32 rounding of a q-term product (and of the 1/sqrt(c) scale, applied on either
-    # side): at most a few (q + 2) unit roundoffs of the sum of absolute terms
-    bound = 4 * (q + 2) * U32 * (np.abs(g) @ np.abs(tail)) + 1e-30
-    assert np.all(np.abs(matrix - product) <= bound), np.max(np.abs(matrix - product) / bound)
+    assert coords.linear_blocks == _expected_blocks(name, depth, activation)
+    for start, _ in coords.linear_blocks:
+        combined, first, second, a = all_blocks()[(name, depth, activation, start)]
+        # float32 rounding in products of at most 3 layers of <= 5-term sums: well
+        # within 2^8 unit roundoffs of the terms' size; a nonlinear map is off by O(1)
+        size = np.abs(a) * np.abs(first) + np.abs(second) + np.max(np.abs(combined))
+        assert np.all(np.abs(combined - (a * first + second)) <= 2**8 * U32 * size)
 
 
 @pytest.mark.parametrize("prior, name", [(UNIFORM, "direct"), (GAUSSIAN_NORMALIZED, "direct"),
                                          (GAUSSIAN_NORMALIZED, "last_layer")],
                          ids=["uniform-direct", "normalized-direct", "normalized-last_layer"])
-def test_no_linear_tail_for_uniform_or_normalized_priors(prior, name):
-    assert latent.make_latent(model(2, "tanh"), prior, name).linear_tail is None
+def test_linear_blocks_are_the_gaussian_priors_only(prior, name):
+    """The map (before normalization) is the same for a normalized prior; the uniform
+    prior's erf map is not linear."""
+    coords = latent.make_latent(model(2, "tanh"), prior, name)
+    expected = () if prior is UNIFORM else _expected_blocks(name, 2, "tanh")
+    assert coords.linear_blocks == expected
 
 
 def test_auto_takes_the_smaller_map():
@@ -193,7 +198,7 @@ def test_a_custom_prior_with_from_normal_gets_direct_only():
                          from_normal=lambda z: z * z.shape[-1] ** -0.5)
     assert latent.applicable(model(2, "tanh"), mine) == ["direct"]
     coords = latent.make_latent(model(2, "tanh"), mine, "auto")
-    assert coords.name == "direct" and coords.linear_tail is None
+    assert coords.name == "direct" and coords.linear_blocks == ()
     with pytest.raises(ValueError, match="last_layer"):
         latent.make_latent(model(2, "tanh"), mine, "last_layer")
 

@@ -28,15 +28,16 @@ import pytest
 from scipy import optimize
 from scipy import stats
 
-from gcsampler import draws, engine, estimates, latent, models, moves, priors, problems
+from gcsampler import draws, engine, estimates, fibers, latent, models, moves, priors, problems
 from gcsampler import splitting, volume
 
 ALPHA = 0.001
 # Statistical checks in this file, each given ALPHA_CHECK = ALPHA / CHECKS: 1 kernel
 # invariance (one family of 24 KS tests, Bonferroni within it), 2 exact answer (mean and
-# coverage at 1e-12, mean at 1e-2), 3 brute force (2 models x log p, gen loss, KS),
-# 4 stability (N and M doubled x log p, gen loss). (test_latent.py has its own 0.001.)
-CHECKS = 1 + 3 + 6 + 4
+# coverage at 1e-12, mean at 1e-2), 3 brute force (3 models x log p, gen loss, KS),
+# 4 stability (N and M doubled x log p, gen loss). (test_latent.py and test_fibers.py
+# have their own 0.001.)
+CHECKS = 1 + 3 + 9 + 4
 ALPHA_CHECK = ALPHA / CHECKS
 
 PROBLEM = problems.matrix_sensing(seed=0)          # 5x5, 15 train and 10 test measurements
@@ -47,6 +48,8 @@ UNIFORM = priors.uniform()
 LINEAR1 = models.factorization(5, 5, 1, 5)
 TANH2 = models.factorization(5, 5, 2, 5, "tanh")
 LEAKY2 = models.factorization(5, 5, 2, 5, "leaky_relu")
+LINEAR3 = models.factorization(5, 5, 3, 5)
+NORMALIZED = priors.gaussian(normalize=True)
 
 
 def _agree(a, se_a, dof_a, b, se_b, dof_b, alpha):
@@ -80,7 +83,7 @@ def _eps_for(log_p):
 # independent rejection samples: two-sample KS tests of the train loss, gen loss and
 # two fixed random projections of z. The moved particles are iid (each starts from
 # an independent exact sample and moves on its own), so the KS null law holds exactly.
-# Kernels: ess and pcn, each alone and followed by the fiber move (moves.fiber, built
+# Kernels: ess and pcn, each alone and followed by the fiber move (fibers.fiber, built
 # on the train operators as splitting._programs builds it), the fiber move alone, and
 # ess for the uniform prior (no linear tail, so no fiber move).
 
@@ -117,7 +120,7 @@ def _kernels(coords, move_name, use_fiber):
         kernels += (_ess_with_doubled_nu() if move_name == "ess_doubled_nu"
                     else moves.make_move(move_name),)
     if use_fiber:
-        kernels += (moves.fiber(coords.linear_tail, TANH2, OPS[:, :N_TRAIN]),)
+        kernels += (fibers.fiber(coords.linear_blocks[-1], coords.matrix, OPS[:, :N_TRAIN]),)
     return kernels
 
 
@@ -338,15 +341,19 @@ def test_replicate_r_depends_on_seed_and_r_only():
 
 # --- 3. overlap with brute force, 4. stability in N and M ----------------------------
 #
-# Depth 2, width 5, tanh (elliptical slice, the default move) and leaky ReLU (pCN) on
-# the same problem, at eps where p is about 1e-3 (measured with 2e6 prior draws:
-# tanh 1.0e-3 at 0.0294, leaky ReLU 1.0e-3 at 0.0232). Rejection G&C with 2^20 draws
-# (~1,000 accepted) gives log p (binomial) and the accepted gen losses.
+# Depth 2, width 5, tanh (elliptical slice, the default move) and leaky ReLU (pCN), and
+# depth 3 linear with the normalized prior (elliptical slice, then the cone move on each
+# of the three layers), on the same problem, at eps where p is about 1e-3 (measured with
+# 2e6 prior draws: tanh 1.0e-3 at 0.0294, leaky ReLU 1.0e-3 at 0.0232, normalized 1.0e-3
+# at 0.0174). Rejection G&C with 2^20 draws (~1,000 accepted) gives log p (binomial) and
+# the accepted gen losses.
 
-DEEP_EPS = {"tanh": 0.0294, "leaky_relu": 0.0232}
-DEEP_MODELS = {"tanh": TANH2, "leaky_relu": LEAKY2}
-DEEP_MOVE = {"tanh": "ess", "leaky_relu": "pcn"}
-DEEP_MOVES = {"tanh": 4, "leaky_relu": 6}      # sweeps per level (a sweep: move, then fiber)
+DEEP_EPS = {"tanh": 0.0294, "leaky_relu": 0.0232, "normalized": 0.0174}
+DEEP_MODELS = {"tanh": TANH2, "leaky_relu": LEAKY2, "normalized": LINEAR3}
+DEEP_PRIORS = {"tanh": GAUSSIAN, "leaky_relu": GAUSSIAN, "normalized": NORMALIZED}
+DEEP_MOVE = {"tanh": "ess", "leaky_relu": "pcn", "normalized": "ess"}
+DEEP_MOVES = {"tanh": 4, "leaky_relu": 6, "normalized": 4}   # sweeps per level (a sweep:
+#                                                               the move, then the fibre moves)
 DEEP_PARTICLES = 256
 DEEP_REPLICATES = 16
 REJECTION_DRAWS = 2**20
@@ -357,7 +364,7 @@ def rejection(activation):
     """(log p, its standard error, accepted gen losses) of plain G&C."""
     gens = []
     run = engine.guess_and_check(
-        PROBLEM, DEEP_MODELS[activation], GAUSSIAN, eps=DEEP_EPS[activation],
+        PROBLEM, DEEP_MODELS[activation], DEEP_PRIORS[activation], eps=DEEP_EPS[activation],
         samples=REJECTION_DRAWS, seed=7, sampler="direct",
         on_rows=lambda index, train, gen, matrix: gens.append(np.array(gen, np.float64)))
     gen = np.concatenate(gens)
@@ -370,7 +377,7 @@ def rejection(activation):
 
 @functools.lru_cache(maxsize=None)
 def deep_run(activation, particles=DEEP_PARTICLES, moves_=None, seed=0):
-    return splitting.splitting(PROBLEM, DEEP_MODELS[activation], GAUSSIAN,
+    return splitting.splitting(PROBLEM, DEEP_MODELS[activation], DEEP_PRIORS[activation],
                                eps=DEEP_EPS[activation], particles=particles,
                                replicates=DEEP_REPLICATES, seed=seed,
                                move=DEEP_MOVE[activation],
@@ -400,12 +407,14 @@ def _effective_ks_p_value(result, reference):
     return float(stats.kstwobign.sf(statistic * math.sqrt(n * m / (n + m)))), n
 
 
-@pytest.mark.parametrize("activation", ["tanh", "leaky_relu"])
+@pytest.mark.parametrize("activation", ["tanh", "leaky_relu", "normalized"])
 def test_splitting_agrees_with_rejection(activation):
     log_p, log_p_se, gen = rejection(activation)
     result = deep_run(activation)
     summary = estimates.summarize(result)
     assert result.converged and result.move == DEEP_MOVE[activation] and result.fiber
+    # the move, then the fibre moves: cone on each of the normalized model's 3 layers
+    assert result.levels.acceptance.shape[-1] == (4 if activation == "normalized" else 2)
     assert -9.0 < log_p < -5.0                  # p between 1e-4 and 1e-2
     dof = DEEP_REPLICATES - 1
     ok, z, bound = _agree(summary["log_p"], summary["log_p_stderr"], dof, log_p, log_p_se,

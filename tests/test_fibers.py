@@ -1,0 +1,144 @@
+"""The cone move (gcsampler.fibers.cone) against exact samples of the law it must keep.
+
+Given the other layers and the direction u of the train predictions, a normalized
+prior's block is ``t a + v`` with t^2 kappa ~ chi^2_m and v a standard normal in
+the null space of M, independent (see the move's docstring). That conditional law,
+restricted to a level set, can be sampled exactly by rejection, and the cone move
+alone mixes it quickly, so the check has power: start from exact samples, make
+T_MOVES moves, and compare with fresh exact samples by two-sample KS tests of the
+train loss, gen loss, t and two projections of the block. The moved particles are
+independent (each starts from its own exact sample), so the KS null law holds.
+
+All KS tests here share one family-wise false-failure rate ALPHA = 0.001
+(Bonferroni). The negative control, the same move for N(0, 4 I) coordinates (the
+wrong prior scale), must fail them.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from gcsampler import collapsed, fibers, latent, models, priors, problems, splitting
+
+ALPHA = 0.001
+PROBLEM = problems.matrix_sensing(seed=0)
+N_TRAIN = len(PROBLEM.train_ops)
+OPS, LABELS = problems.stacked_operators(PROBLEM)
+TRAIN_OPS, TRAIN_LABELS = OPS[:, :N_TRAIN], LABELS[:N_TRAIN]
+MODEL = models.factorization(5, 5, 3, 5)
+PRIOR = priors.gaussian(normalize=True)
+COORDS = latent.make_latent(MODEL, PRIOR, "direct")
+MATRIX = latent.normalized(COORDS, PRIOR)
+
+SAMPLES = 2000
+POOL = 200_000        # conditional draws per case; the level keeps 2% of them
+KEEP = 0.02
+T_MOVES = 10
+STEP = 0.5            # pCN step of the null-space part
+CASES = ("first layer", "middle layer", "last layer")
+STATISTICS = ("train", "gen", "t", "projection 1", "projection 2")
+ALPHA_KS = ALPHA / (len(CASES) * len(STATISTICS))
+
+
+def _evaluate(z):
+    return splitting.make_evaluate(MATRIX, N_TRAIN)(z, OPS, LABELS)
+
+
+def _wrong_cone(block):
+    """The cone move for z ~ N(0, 4 I): the move in u = z / 2 with matrix(2 u)."""
+    cone = fibers.cone(block, lambda u: COORDS.matrix(2 * u), TRAIN_OPS, TRAIN_LABELS)
+
+    def step(key, z, train, gen, level, evaluate, param):
+        u, train, gen, info = cone.step(key, z / 2, train, gen, level,
+                                        lambda w: evaluate(2 * w), param)
+        return 2 * u, train, gen, info
+
+    return step
+
+
+@functools.lru_cache(maxsize=None)
+def populations():
+    """{case: (moved, fresh, moved by the wrong move, accepted count)}, each a dict of
+    (SAMPLES,) statistics, from one compiled program."""
+    assert COORDS.linear_blocks == ((0, 25), (25, 50), (50, 75))
+
+    def run(key):
+        out = {}
+        for index, block in enumerate(COORDS.linear_blocks):
+            start, stop = block
+            keys = jax.random.split(jax.random.fold_in(key, index), 6)
+            with_block, operator = fibers._block_maps(COORDS.matrix, block, TRAIN_OPS)
+            z0 = jax.random.normal(keys[0], (COORDS.dim,), jnp.float32)
+            op = operator(z0)
+            root = collapsed.last_layer_root(op)
+            c = jnp.matmul(op, z0[start:stop])
+            u = c / jnp.linalg.norm(c)
+            a = fibers._lift(op, root, u)
+            kappa = jnp.sum(fibers._solve_lower(root, u) ** 2)
+            # the exact conditional law: t^2 kappa ~ chi^2_m, v null-space standard normal
+            t = jnp.sqrt(jax.random.chisquare(keys[1], N_TRAIN, (POOL,)) / kappa)
+            v = jax.vmap(lambda k: fibers._null_normal(k, op, root, (stop - start,),
+                                                       jnp.float32))(
+                jax.random.split(keys[2], POOL))
+            z = jax.vmap(lambda ti, vi: with_block(z0, ti * a + vi))(t, v)
+            train, gen = jax.vmap(_evaluate)(z)
+            level = jnp.sort(train)[int(KEEP * POOL)]
+            (rows,) = jnp.nonzero(train < level, size=2 * SAMPLES, fill_value=0)
+            start_rows, fresh_rows = rows[:SAMPLES], rows[SAMPLES:]
+            projections = jax.random.normal(keys[3], (stop - start, 2))
+
+            def summary(z, train, gen):
+                block_values = z[:, start:stop]
+                c = jnp.matmul(block_values, op.T)
+                return {"train": train, "gen": gen, "t": jnp.linalg.norm(c, axis=1),
+                        "projection 1": block_values @ projections[:, 0],
+                        "projection 2": block_values @ projections[:, 1],
+                        "direction": jnp.max(jnp.abs(c / jnp.linalg.norm(c, axis=1)[:, None]
+                                                     - u), axis=1)}
+
+            def moved_by(step, key):
+                def sweep(i, state):
+                    keys_i = jax.random.split(jax.random.fold_in(key, i), SAMPLES)
+                    z, train, gen, count = state
+                    z, train, gen, info = jax.vmap(step, in_axes=(0, 0, 0, 0, None, None, None))(
+                        keys_i, z, train, gen, level, _evaluate, STEP)
+                    return z, train, gen, count + jnp.sum(info.moved)
+                state = (z[start_rows], train[start_rows], gen[start_rows], jnp.int32(0))
+                z_m, train_m, gen_m, count = jax.lax.fori_loop(0, T_MOVES, sweep, state)
+                return summary(z_m, train_m, gen_m), count
+
+            moved, count = moved_by(fibers.cone(block, COORDS.matrix, TRAIN_OPS,
+                                                TRAIN_LABELS).step, keys[4])
+            wrong, _ = moved_by(_wrong_cone(block), keys[5])
+            out[CASES[index]] = (moved, summary(z[fresh_rows], train[fresh_rows],
+                                                gen[fresh_rows]), wrong, count)
+        return out
+
+    return jax.device_get(jax.jit(run)(jax.random.key(11)))
+
+
+def _p_values(a, b):
+    return {s: stats.ks_2samp(np.asarray(a[s], np.float64), np.asarray(b[s], np.float64)).pvalue
+            for s in STATISTICS}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_cone_keeps_the_conditional_law(case):
+    moved, fresh, _, count = populations()[case]
+    # the null-space step moved a fair share of the particles (pCN step 0.5)
+    assert 0.2 * T_MOVES * SAMPLES < count <= T_MOVES * SAMPLES
+    # the direction of the train predictions is kept (up to float32 rounding)
+    assert np.max(moved["direction"]) < 1e-4
+    p_values = _p_values(moved, fresh)
+    assert min(p_values.values()) > ALPHA_KS, p_values
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_check_rejects_a_wrong_cone(case):
+    _, fresh, wrong, _ = populations()[case]
+    p_values = _p_values(wrong, fresh)
+    assert min(p_values.values()) < ALPHA_KS, p_values
