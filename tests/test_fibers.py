@@ -29,28 +29,33 @@ PROBLEM = problems.matrix_sensing(seed=0)
 N_TRAIN = len(PROBLEM.train_ops)
 OPS, LABELS = problems.stacked_operators(PROBLEM)
 TRAIN_OPS, TRAIN_LABELS = OPS[:, :N_TRAIN], LABELS[:N_TRAIN]
-MODEL = models.factorization(5, 5, 3, 5)
 PRIOR = priors.gaussian(normalize=True)
-COORDS = latent.make_latent(MODEL, PRIOR, "direct")
-MATRIX = latent.normalized(COORDS, PRIOR)
+# (model, coordinate map, which linear block): the middle layer of a linear depth-3
+# network, and the collapsed last layer of a tanh network wider than the matrix
+CASES = {"linear middle layer": (models.factorization(5, 5, 3, 5), "direct", 1),
+         "tanh collapsed last layer": (models.factorization(5, 5, 2, 7, "tanh"), "last_layer",
+                                       0)}
 
 SAMPLES = 2000
 POOL = 200_000        # conditional draws per case; the level keeps 2% of them
 KEEP = 0.02
 T_MOVES = 10
 STEP = 0.5            # pCN step of the null-space part
-CASES = ("first layer", "middle layer", "last layer")
 STATISTICS = ("train", "gen", "t", "projection 1", "projection 2")
 ALPHA_KS = ALPHA / (len(CASES) * len(STATISTICS))
 
 
-def _evaluate(z):
-    return splitting.make_evaluate(MATRIX, N_TRAIN)(z, OPS, LABELS)
+def _coordinates(case):
+    """(latent, the block, evaluate) of a case."""
+    model, name, index = CASES[case]
+    coords = latent.make_latent(model, PRIOR, name)
+    evaluate = splitting.make_evaluate(latent.normalized(coords, PRIOR), N_TRAIN)
+    return coords, coords.linear_blocks[index], lambda z: evaluate(z, OPS, LABELS)
 
 
-def _wrong_cone(block):
+def _wrong_cone(coords, block):
     """The cone move for z ~ N(0, 4 I): the move in u = z / 2 with matrix(2 u)."""
-    cone = fibers.cone(block, lambda u: COORDS.matrix(2 * u), TRAIN_OPS, TRAIN_LABELS)
+    cone = fibers.cone(block, lambda u: coords.matrix(2 * u), TRAIN_OPS, TRAIN_LABELS)
 
     def step(key, z, train, gen, level, evaluate, param):
         u, train, gen, info = cone.step(key, z / 2, train, gen, level,
@@ -64,15 +69,14 @@ def _wrong_cone(block):
 def populations():
     """{case: (moved, fresh, moved by the wrong move, accepted count)}, each a dict of
     (SAMPLES,) statistics, from one compiled program."""
-    assert COORDS.linear_blocks == ((0, 25), (25, 50), (50, 75))
-
     def run(key):
         out = {}
-        for index, block in enumerate(COORDS.linear_blocks):
+        for index, case in enumerate(CASES):
+            coords, block, evaluate = _coordinates(case)
             start, stop = block
             keys = jax.random.split(jax.random.fold_in(key, index), 6)
-            with_block, operator = fibers._block_maps(COORDS.matrix, block, TRAIN_OPS)
-            z0 = jax.random.normal(keys[0], (COORDS.dim,), jnp.float32)
+            with_block, operator = fibers._block_maps(coords.matrix, block, TRAIN_OPS)
+            z0 = jax.random.normal(keys[0], (coords.dim,), jnp.float32)
             op = operator(z0)
             root = collapsed.last_layer_root(op)
             c = jnp.matmul(op, z0[start:stop])
@@ -85,7 +89,7 @@ def populations():
                                                        jnp.float32))(
                 jax.random.split(keys[2], POOL))
             z = jax.vmap(lambda ti, vi: with_block(z0, ti * a + vi))(t, v)
-            train, gen = jax.vmap(_evaluate)(z)
+            train, gen = jax.vmap(evaluate)(z)
             level = jnp.sort(train)[int(KEEP * POOL)]
             (rows,) = jnp.nonzero(train < level, size=2 * SAMPLES, fill_value=0)
             start_rows, fresh_rows = rows[:SAMPLES], rows[SAMPLES:]
@@ -105,16 +109,16 @@ def populations():
                     keys_i = jax.random.split(jax.random.fold_in(key, i), SAMPLES)
                     z, train, gen, count = state
                     z, train, gen, info = jax.vmap(step, in_axes=(0, 0, 0, 0, None, None, None))(
-                        keys_i, z, train, gen, level, _evaluate, STEP)
+                        keys_i, z, train, gen, level, evaluate, STEP)
                     return z, train, gen, count + jnp.sum(info.moved)
                 state = (z[start_rows], train[start_rows], gen[start_rows], jnp.int32(0))
                 z_m, train_m, gen_m, count = jax.lax.fori_loop(0, T_MOVES, sweep, state)
                 return summary(z_m, train_m, gen_m), count
 
-            moved, count = moved_by(fibers.cone(block, COORDS.matrix, TRAIN_OPS,
+            moved, count = moved_by(fibers.cone(block, coords.matrix, TRAIN_OPS,
                                                 TRAIN_LABELS).step, keys[4])
-            wrong, _ = moved_by(_wrong_cone(block), keys[5])
-            out[CASES[index]] = (moved, summary(z[fresh_rows], train[fresh_rows],
+            wrong, _ = moved_by(_wrong_cone(coords, block), keys[5])
+            out[case] = (moved, summary(z[fresh_rows], train[fresh_rows],
                                                 gen[fresh_rows]), wrong, count)
         return out
 
@@ -124,6 +128,11 @@ def populations():
 def _p_values(a, b):
     return {s: stats.ks_2samp(np.asarray(a[s], np.float64), np.asarray(b[s], np.float64)).pvalue
             for s in STATISTICS}
+
+
+def test_the_cases_blocks():
+    assert _coordinates("linear middle layer")[1] == (25, 50)
+    assert _coordinates("tanh collapsed last layer")[0].linear_blocks == ((35, 60),)
 
 
 @pytest.mark.parametrize("case", CASES)
