@@ -69,7 +69,8 @@ RUN_FLAGS = (
      "time) or a fixed count."),
     ("move", "enum", DEFAULTS.move,
      "Splitting: move kernel, 'ess' (elliptical slice) or 'pcn' (preconditioned "
-     "Crank-Nicolson).", moves.MOVES),
+     "Crank-Nicolson); the Gaussian prior adds moves along the level set after it "
+     "('fiber', or 'cone' with --normalize).", moves.MOVES),
     ("gd", "boolean", DEFAULTS.gd, "Also run the gradient-descent baseline (--nogd to skip)."),
     ("gd_optimizer", "enum", DEFAULTS.gd_optimizer, "GD optimizer.", gd.OPTIMIZERS),
     ("gd_lr", "float", DEFAULTS.gd_lr, "GD learning rate."),
@@ -701,6 +702,14 @@ def _gd_rows(s):
     ]
 
 
+def _fiber_moves(names):
+    """' + 3 cone moves' for the summary's fibre-move names ('' for none)."""
+    if not names:
+        return ""
+    counts = {name: names.count(name) for name in dict.fromkeys(names)}
+    return "".join(f" + {n} {name} move{'s' if n > 1 else ''}" for name, n in counts.items())
+
+
 def splitting_table(s):
     """The end-of-run table of a splitting run."""
     lo, hi = s["log_p_ci95"]
@@ -717,7 +726,7 @@ def splitting_table(s):
         ("levels", f"{s['levels']}, {s['moves_per_level_mean']:.1f} moves per level (max "
                    f"{s['moves_per_level_max']}), {s['proposals_per_move']:.1f} evaluations "
                    f"per move, {s['move']} moves on {s['latent']} coordinates"
-                   f"{' + fiber moves' if s['fiber'] else ''}"),
+                   f"{_fiber_moves(s.get('fiber_moves', ['fiber'] if s['fiber'] else []))}"),
         ("diagnostics", f"last correlation {_fmt(s['final_correlation_max'], '.2f')}, "
                         f"{s['capped_moves']:,} capped moves, fewest ancestors at eps "
                         f"{s['ancestors_min']:,} of {s['particles']:,}"),

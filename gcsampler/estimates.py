@@ -96,7 +96,8 @@ def summarize(result):
         "evaluations_per_second": result.evaluations / result.seconds if result.seconds else 0.0,
         "latent": result.latent,
         "move": result.move,
-        "fiber": result.fiber,
+        "fiber": bool(result.fibers),
+        "fiber_moves": list(result.fibers),
         "converged": result.converged,
     }
     summary["splitting_message"] = message(summary)

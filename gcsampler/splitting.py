@@ -298,7 +298,8 @@ class SplittingResult(NamedTuple):
       evaluations: loss evaluations of the whole run.
       seconds: wall time.
       latent, move: the coordinate map's and the move's names.
-      fiber: whether moves along the level set (:mod:`gcsampler.fibers`) ran after each move.
+      fibers: the names of the moves along the level set (:mod:`gcsampler.fibers`)
+        made after each move, in order (empty: none applied or ``fiber`` was False).
       converged: whether every replicate reached eps within the level cap.
     """
 
@@ -316,7 +317,7 @@ class SplittingResult(NamedTuple):
     seconds: float
     latent: str
     move: str
-    fiber: bool
+    fibers: tuple
     converged: bool
 
 
@@ -371,9 +372,11 @@ def splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTICLES,
                            max_moves))
     used = replicate_devices(replicates, devices)
     ops, labels = problems.stacked_operators(problem)
-    use_fiber = fiber and bool(fibers.fiber_blocks(coords, prior, len(problem.train_ops)))
+    n_train = len(problem.train_ops)
+    fiber_names = tuple(m.name for m in fibers.fiber_moves(
+        coords, prior, ops[:, :n_train], labels[:n_train])) if fiber else ()
     programs = _programs(model, prior, coords.name, kernel, survival, particles,
-                         len(problem.train_ops), tuple(used), use_fiber)
+                         n_train, tuple(used), bool(fiber_names))
     base = draws.seed_key(seed)
     edges = jnp.asarray(grid_edges(eps))
     eps32 = jnp.float32(eps)
@@ -401,7 +404,7 @@ def splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTICLES,
         accepted=done[:, None] & (final_train < eps32), edges=np.asarray(edges), eps=float(eps),
         particles=particles, replicates=replicates, evaluations=evaluations,
         seconds=time.perf_counter() - began, latent=coords.name, move=kernel.name,
-        fiber=bool(use_fiber), converged=bool(np.all(done)))
+        fibers=fiber_names, converged=bool(np.all(done)))
 
 
 def _keys(base, replicates, level):

@@ -151,3 +151,22 @@ def test_the_check_rejects_a_wrong_cone(case):
     _, fresh, wrong, _ = populations()[case]
     p_values = _p_values(wrong, fresh)
     assert min(p_values.values()) < ALPHA_KS, p_values
+
+
+def test_which_blocks_get_which_move():
+    """cone on every linear block with normalization, fiber on the last without; blocks
+    with fewer coordinates than train predictions are skipped (M M^T is singular)."""
+    linear3 = models.factorization(5, 5, 3, 5)
+    plain = priors.gaussian()
+    for prior, blocks, name in ((PRIOR, ((0, 25), (25, 50), (50, 75)), "cone"),
+                                (plain, ((50, 75),), "fiber")):
+        coords = latent.make_latent(linear3, prior, "direct")
+        assert fibers.fiber_blocks(coords, prior, N_TRAIN) == blocks
+        made = fibers.fiber_moves(coords, prior, TRAIN_OPS, TRAIN_LABELS)
+        assert [move.name for move in made] == [name] * len(blocks)
+    narrow = latent.make_latent(models.factorization(5, 5, 2, 2), PRIOR, "direct")
+    assert narrow.linear_blocks == ((0, 10), (10, 20)) and N_TRAIN == 15
+    assert fibers.fiber_blocks(narrow, PRIOR, N_TRAIN) == ()
+    uniform = priors.uniform(normalize=True)
+    assert fibers.fiber_blocks(latent.make_latent(linear3, uniform, "direct"), uniform,
+                               N_TRAIN) == ()

@@ -412,9 +412,10 @@ def test_splitting_agrees_with_rejection(activation):
     log_p, log_p_se, gen = rejection(activation)
     result = deep_run(activation)
     summary = estimates.summarize(result)
-    assert result.converged and result.move == DEEP_MOVE[activation] and result.fiber
+    assert result.converged and result.move == DEEP_MOVE[activation]
     # the move, then the fibre moves: cone on each of the normalized model's 3 layers
-    assert result.levels.acceptance.shape[-1] == (4 if activation == "normalized" else 2)
+    assert result.fibers == (("cone",) * 3 if activation == "normalized" else ("fiber",))
+    assert result.levels.acceptance.shape[-1] == 1 + len(result.fibers)
     assert -9.0 < log_p < -5.0                  # p between 1e-4 and 1e-2
     dof = DEEP_REPLICATES - 1
     ok, z, bound = _agree(summary["log_p"], summary["log_p_stderr"], dof, log_p, log_p_se,
