@@ -3,7 +3,8 @@
 (a) exact answer: depth-1 linear Gaussian on matrix_sensing(seed=0) at the eps where the
     exact p (volume.linear_log_volume) is 1e-12; many replicates: the coverage of
     4-replicate 95% t intervals, and their mean against the exact log p.
-(b) brute force: depth 2 width 5 tanh and depth 3 width 5 leaky_relu at p ~ 3e-5;
+(b) brute force: depth 2 width 5 tanh, depth 3 width 5 leaky_relu and depth 4 width 5
+    linear with the normalized prior (its cone moves) at p ~ 3e-5;
     rejection G&C (engine.guess_and_check, 1e8 draws) against splitting: log p and the
     G&C gen-loss mean (within 4 combined standard errors), and a two-sample KS test of
     the accepted gen losses.
@@ -39,7 +40,9 @@ from gcsampler import engine, estimates, splitting, stats, volume  # noqa: E402
 
 EXACT = {"particles": 2048, "replicates": 64, "target": 1e-12, "group": 4}
 BRUTE = {"particles": 4096, "replicates": 8, "draws": 1e8, "target": 3e-5,
-         "workloads": (("d2 w5 tanh", 2, "tanh"), ("d3 w5 leaky_relu", 3, "leaky_relu"))}
+         "workloads": (("d2 w5 tanh", 2, "tanh", False),
+                       ("d3 w5 leaky_relu", 3, "leaky_relu", False),
+                       ("d4 w5 linear normalized", 4, "linear", True))}
 SHOWCASE = {"particles": 16384, "replicates": 8, "log_p": -25.0, "seconds": 5.0}
 Z_MAX = 4.0          # agreement: within this many combined standard errors
 ALPHA = 1e-3         # KS and coverage tests fail below this p-value
@@ -105,23 +108,25 @@ def part_exact(v, problem, scale):
     v.check("a", "replicate spread / formula", f"{s['spread_ratio']:.2f}", None)
 
 
-def split_at(problem, model, target, particles, replicates, **kwargs):
+def split_at(problem, model, prior, target, particles, replicates, **kwargs):
     """eps with p ~ target (splitting_benchmark.find_eps, which also compiles) and a
     splitting run there: ``(eps, result, summary)``."""
-    (eps,), _ = splitting_benchmark.find_eps(problem, model, gcs.gaussian(), [target],
+    (eps,), _ = splitting_benchmark.find_eps(problem, model, prior, [target],
                                              particles=particles, replicates=replicates)
-    result = splitting.splitting(problem, model, gcs.gaussian(), eps=eps, particles=particles,
+    result = splitting.splitting(problem, model, prior, eps=eps, particles=particles,
                                  replicates=replicates, seed=1, **kwargs)
     return eps, result, estimates.summarize(result)
 
 
-def part_brute(v, problem, scale, label, depth, activation):
+def part_brute(v, problem, scale, label, depth, activation, normalize):
     """(b) for one workload: rejection against splitting. Returns the splitting base run."""
     model = gcs.factorization(5, 5, depth, 5, activation)
+    prior = gcs.gaussian(normalize=normalize)
     particles = max(64, round(BRUTE["particles"] * scale))
-    eps, result, s = split_at(problem, model, BRUTE["target"], particles, BRUTE["replicates"])
+    eps, result, s = split_at(problem, model, prior, BRUTE["target"], particles,
+                              BRUTE["replicates"])
     gens = []
-    run = engine.guess_and_check(problem, model, gcs.gaussian(), eps=eps,
+    run = engine.guess_and_check(problem, model, prior, eps=eps,
                                  samples=max(2**16, round(BRUTE["draws"] * scale)), seed=1,
                                  on_rows=lambda index, train, gen, matrix: gens.append(gen))
     r = stats.summarize(run.totals, run.seconds)
@@ -219,9 +224,9 @@ def main():
         seconds["a"] = time.perf_counter() - began
     base = None
     if "b" in args.parts or "c" in args.parts:
-        for index, (label, depth, activation) in enumerate(BRUTE["workloads"]):
+        for index, workload in enumerate(BRUTE["workloads"]):
             if "b" in args.parts or index == 0:
-                run = part_brute(v, problem, args.scale, label, depth, activation)
+                run = part_brute(v, problem, args.scale, *workload)
                 base = base or run
         seconds["b"] = time.perf_counter() - began - sum(seconds.values())
     if "c" in args.parts:
