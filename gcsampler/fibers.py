@@ -174,9 +174,12 @@ def cone(block, matrix, train_ops, train_labels, initial_step=FIBER_INITIAL,
     start, stop = block
     m = train_ops.shape[1]
 
-    def norm_terms(z, a, v):
-        """(|W_a|^2, <W_a, W_v>, |W_v|^2): |W(t a + v)|^2 is the quadratic in t they make."""
-        w_a, w_v = matrix(with_block(z, a)).reshape(-1), matrix(with_block(z, v)).reshape(-1)
+    def flat(z, b):
+        return matrix(with_block(z, b)).reshape(-1)
+
+    def norm_terms(w_a, w_v):
+        """(|W_a|^2, <W_a, W_v>, |W_v|^2): |W(t a + v)|^2 = |t W_a + W_v|^2 is the
+        quadratic in t they make (W is linear in the block)."""
         return jnp.stack([jnp.sum(w_a * w_a), jnp.sum(w_a * w_v), jnp.sum(w_v * w_v)])
 
     def log_weight(t, quad, kappa, valid):
@@ -230,14 +233,15 @@ def cone(block, matrix, train_ops, train_labels, initial_step=FIBER_INITIAL,
         v = z[start:stop] - t * a
         white = _solve_lower(root, u)
         kappa = jnp.sum(white * white)
-        quad = norm_terms(z, a, v)
+        w_a = flat(z, a)
+        quad = norm_terms(w_a, flat(z, v))
         g = t / (jnp.sqrt(quad[0] * t * t + 2 * quad[1] * t + quad[2]) + NORM_OFFSET)
         log_s = current(t, g, quad, kappa)
 
         # 1. v at fixed g
         s = jnp.asarray(param, z.dtype)
         v_new = jnp.sqrt(1 - s * s) * v + s * _null_normal(key_v, op, root, v.shape, z.dtype)
-        quad_new = norm_terms(z, a, v_new)
+        quad_new = norm_terms(w_a, flat(z, v_new))
         accept, t_new, log_s_new = metropolis(key_step1, *solutions(g, quad_new, kappa), log_s)
         v, t = jnp.where(accept, v_new, v), jnp.where(accept, t_new, t)
         quad, log_s = jnp.where(accept, quad_new, quad), jnp.where(accept, log_s_new, log_s)
