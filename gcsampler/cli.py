@@ -98,9 +98,10 @@ RUN_CONTROL_FLAGS = (
      "loses at most this much work plus one device call."),
     ("num_processes", "integer", 1,
      "Processes of a multi-process run (jax.distributed), e.g. one per machine: each draws its "
-     "own share of the draws on its local devices into its own part of --out, which must be on "
-     "a file system they share; process 0 combines the statistics and runs GD. Start every "
-     "process with the same flags plus its --process_id."),
+     "own share of the draws (with --method=splitting: of the --replicates) on its local "
+     "devices into its own part of --out, which must be on a file system they share; process "
+     "0 combines the statistics and runs GD. Start every process with the same flags plus its "
+     "--process_id."),
     ("process_id", "integer", 0, "This process's number in a multi-process run, 0 to "
                                  "--num_processes - 1."),
     ("coordinator_address", "string", None,
@@ -328,10 +329,10 @@ def _join(values):
     """Join a multi-process run if the flags ask for one (before anything uses a device)."""
     if (values.num_processes, values.process_id, values.coordinator_address) == (1, 0, None):
         return
-    if values.method == "splitting":
-        raise UsageError("gcsampler run: --method=splitting runs in one process (its "
-                         "replicates are sharded over the process's devices); drop "
-                         "--num_processes")
+    if values.method == "splitting" and values.replicates < values.num_processes:
+        raise UsageError(f"gcsampler run: --replicates must be at least --num_processes "
+                         f"({values.num_processes}) with --method=splitting: every process "
+                         f"runs whole replicates, got {values.replicates}")
     if values.num_processes > 1 and values.out is None and values.resume is None:
         raise UsageError("gcsampler run: --out is required with --num_processes > 1: every "
                          "process must write the same run directory")

@@ -95,6 +95,19 @@ def agree(error=None):
             raise RunFailed(prefix + message.decode())
 
 
+def together(team, action):
+    """``action()`` on this process; if it fails on any process of ``team``, every
+    process raises (a one-line RunDirError), so none waits for one that stopped."""
+    try:
+        result = action()
+    except store.RunDirError as err:
+        if team.processes == 1:
+            raise
+        agree(str(err))
+    agree(None)
+    return result
+
+
 class RunFailed(store.RunDirError):
     """A process of the run failed; its one-line message."""
 

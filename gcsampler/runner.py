@@ -56,7 +56,11 @@ def execute(cfg, run_dir, stream=None, checkpoint_every=checkpoint.DEFAULT_EVERY
     stream = stream if stream is not None else sys.stderr
     team = distributed.team()
     if cfg.method == "splitting":
-        display = progress.LevelProgress(cfg.eps, cfg.particles, cfg.replicates, stream)
+        share = splitting_run.replicate_share(cfg.replicates, team)
+        prefix = ("splitting" if team.processes == 1 else
+                  f"splitting process {team.process}/{team.processes}")
+        display = progress.LevelProgress(cfg.eps, cfg.particles, len(share), stream,
+                                         prefix=prefix)
     else:
         display = _progress(cfg, team, stream)
     summary = run_gnc(cfg, run_dir, display, stream, checkpoint_every)
@@ -73,9 +77,6 @@ def run_gnc(cfg, run_dir, on_progress, stream, checkpoint_every=checkpoint.DEFAU
     """
     cfg.validate()
     if cfg.method == "splitting":
-        if distributed.team().processes > 1:
-            raise ValueError("--method=splitting runs in one process (its replicates are "
-                             "sharded over that process's devices)")
         return splitting_run.run(cfg, run_dir, on_progress, stream)
     sampler = cfg.resolved_sampler()
     team = distributed.team()
@@ -87,8 +88,9 @@ def run_gnc(cfg, run_dir, on_progress, stream, checkpoint_every=checkpoint.DEFAU
             store.create_run_dir(run_dir)
             store.write_json(run_dir / "config.json", _config_record(cfg, sampler, schedule, team))
 
-    _together(team, create)
-    with _together(team, lambda: store.claim_part(run_dir, team.process, team.processes)):
+    distributed.together(team, create)
+    with distributed.together(team, lambda: store.claim_part(run_dir, team.process,
+                                                             team.processes)):
         stream.write(f"gcsampler: G&C with {cfg.samples:,} draws{_share(cfg, team)} "
                      f"{_setup(sampler, schedule)}; run directory {run_dir}\n")
         return _gnc(cfg, sampler, run_dir, team, on_progress, checkpoint_every)
@@ -99,19 +101,6 @@ def _checkpoint_of(run_dir, cfg, team):
     first = _blocks_of(cfg, team).start
     return checkpoint.load(store.part_dir(run_dir, team.process, team.processes), cfg.log2_block,
                            cfg.eps, first)
-
-
-def _together(team, action):
-    """``action()`` on this process; if it fails on any process, every process raises
-    (a one-line RunDirError), so none waits for one that stopped."""
-    try:
-        result = action()
-    except store.RunDirError as err:
-        if team.processes == 1:
-            raise
-        distributed.agree(str(err))
-    distributed.agree(None)
-    return result
 
 
 def _share_of(cfg, team):
@@ -234,7 +223,8 @@ def resume(resumption, stream=None, checkpoint_every=checkpoint.DEFAULT_EVERY):
     r = resumption
     team = distributed.team()
     try:
-        claim = _together(team, lambda: store.claim_part(r.run_dir, team.process, team.processes))
+        claim = distributed.together(
+            team, lambda: store.claim_part(r.run_dir, team.process, team.processes))
     except store.WriteError as err:
         raise _kept(err, r.run_dir, r.checkpoint) from None
     with claim:
@@ -249,12 +239,12 @@ def _resume_claimed(r, team, stream, checkpoint_every):
     def prepare():
         if team.leader:
             store.remove_temporaries(r.run_dir)
-            record = (splitting_run.config_record(r.cfg) if splitting
+            record = (splitting_run.config_record(r.cfg, team.processes) if splitting
                       else _config_record(r.cfg, r.sampler, schedule, team))
             store.write_json(r.run_dir / "config.json", record)
 
     try:
-        _together(team, prepare)
+        distributed.together(team, prepare)
     except store.WriteError as err:
         raise _kept(err, r.run_dir, r.checkpoint) from None
     if r.gnc_done:
@@ -352,7 +342,7 @@ def _gnc(cfg, sampler, run_dir, team, on_progress, checkpoint_every, start=None,
                               f"{run_dir}`", stop_requested.signal) from None
         return result
 
-    result = _together(team, draw)
+    result = distributed.together(team, draw)
     totals, seconds = _combined(team, result.totals,
                                 (start.seconds if start else 0.0) + result.seconds)
     summary = stats.summarize(totals, seconds)
@@ -365,7 +355,7 @@ def _gnc(cfg, sampler, run_dir, team, on_progress, checkpoint_every, start=None,
             store.write_json(run_dir / "summary.json", summary)
 
     try:
-        _together(team, write)
+        distributed.together(team, write)
     except store.WriteError as err:
         raise _kept(err, run_dir, saver.last) from None
     return summary
@@ -570,7 +560,8 @@ def rethreshold(run_dir, eps):
     """
     cfg, _ = load_run(run_dir)
     if cfg.method == "splitting":
-        return splitting_run.rethreshold(run_dir, eps, cfg.eps, cfg.particles)
+        return splitting_run.rethreshold(run_dir, eps, cfg.eps, cfg.particles,
+                                         record_processes(_read_record(pathlib.Path(run_dir))))
     if eps <= cfg.eps:
         rows = store.read_accepted(run_dir, record_processes(_read_record(pathlib.Path(run_dir))))
         below = rows["train_loss"] < stats.float32_threshold(eps)

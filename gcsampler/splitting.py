@@ -23,8 +23,10 @@ This is adaptive multilevel splitting (Cerou & Guyader 2007), also known as
 subset simulation with adaptive quantile levels (Au & Beck 2001) or nested
 sampling deleting a fraction at a time (Skilling 2006); its p estimate is
 unbiased (Brehier, Lelievre & Rousset 2015). R independent replicates (particle
-systems) run in one batch, sharded over devices; their spread gives a confidence
-interval for log p beside the formula's standard error (:mod:`gcsampler.estimates`).
+systems) run in one batch, sharded over devices (and split over processes by
+:mod:`gcsampler.splitting_run`, :func:`combine` joining them); their spread gives a
+confidence interval for log p beside the formula's standard error
+(:mod:`gcsampler.estimates`).
 
 The API follows BlackJAX: :func:`init` and :func:`build_level` (a per-replicate
 ``level(key, state, ...) -> (state, LevelInfo)``) are pure, the move kernel is
@@ -301,6 +303,7 @@ class SplittingResult(NamedTuple):
       fibers: the names of the moves along the level set (:mod:`gcsampler.fibers`)
         made after each move, in order (empty: none applied or ``fiber`` was False).
       converged: whether every replicate reached eps within the level cap.
+      first_replicate: the number of the first replicate (the others follow it).
     """
 
     log_p: np.ndarray
@@ -319,6 +322,7 @@ class SplittingResult(NamedTuple):
     move: str
     fibers: tuple
     converged: bool
+    first_replicate: int = 0
 
 
 def replicate_devices(replicates, devices):
@@ -335,7 +339,8 @@ def splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTICLES,
               replicates=DEFAULT_REPLICATES, seed=0, move="ess", moves="auto",
               target_correlation=DEFAULT_TARGET_CORRELATION, max_moves=DEFAULT_MAX_MOVES,
               survival=DEFAULT_SURVIVAL, latent_map="auto", fiber=True,
-              max_levels=DEFAULT_MAX_LEVELS, devices=None, on_level: Callable | None = None):
+              max_levels=DEFAULT_MAX_LEVELS, devices=None, first_replicate=0,
+              on_level: Callable | None = None):
     """Estimate p = P(train loss < eps) and sample the prior restricted to {train loss < eps}.
 
     Args:
@@ -357,11 +362,14 @@ def splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTICLES,
       max_levels: stop (``converged`` False) after this many levels.
       devices: None/'all', a count or devices; replicates are sharded over as many
         as divide R.
+      first_replicate: run replicates ``first_replicate`` to ``first_replicate + R - 1``
+        (each a pure function of its number), so that runs of consecutive ranges
+        :func:`combine` into the run of them all (one range per process).
       on_level: called as ``on_level(info, seconds)`` after each level, with the
         level's LevelInfo (fields of shape (R,)).
     """
     _check(eps, particles, replicates, seed, moves, target_correlation, max_moves, survival,
-           max_levels)
+           max_levels, first_replicate)
     if (model.n_rows, model.n_cols) != (problem.n_rows, problem.n_cols):
         raise ValueError(f"model is {model.n_rows}x{model.n_cols} but the problem's matrix is "
                          f"{problem.n_rows}x{problem.n_cols}")
@@ -381,10 +389,10 @@ def splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTICLES,
     edges = jnp.asarray(grid_edges(eps))
     eps32 = jnp.float32(eps)
     began = time.perf_counter()
-    state = programs.init(_keys(base, replicates, 0), ops, labels)
+    state = programs.init(_keys(base, first_replicate, replicates, 0), ops, labels)
     infos, evaluations = [], replicates * particles
     for count in range(1, max_levels + 1):
-        state, info = programs.level(_keys(base, replicates, count), state, ops, labels, eps32,
+        state, info = programs.level(_keys(base, first_replicate, replicates, count), state, ops, labels, eps32,
                                      edges, jnp.int32(schedule.least), jnp.int32(schedule.most),
                                      jnp.float32(schedule.target_correlation))
         info = jax.device_get(info)
@@ -397,20 +405,67 @@ def splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTICLES,
     done = jax.device_get(state.done)
     matrices = jax.device_get(programs.matrices(state.z))
     final_train, final_gen, log_p = jax.device_get((state.train, state.gen, state.log_p))
-    levels = LevelInfo(*(np.stack(field) for field in zip(*infos)))
+    levels = _blank_finished(LevelInfo(*(np.stack(field) for field in zip(*infos))))
     return SplittingResult(
         log_p=np.where(done, log_p, np.nan).astype(np.float64), levels=levels,
         final_train=final_train, final_gen=final_gen, final_matrix=matrices,
         accepted=done[:, None] & (final_train < eps32), edges=np.asarray(edges), eps=float(eps),
         particles=particles, replicates=replicates, evaluations=evaluations,
         seconds=time.perf_counter() - began, latent=coords.name, move=kernel.name,
-        fibers=fiber_names, converged=bool(np.all(done)))
+        fibers=fiber_names, converged=bool(np.all(done)), first_replicate=first_replicate)
 
 
-def _keys(base, replicates, level):
-    """Per-replicate keys of one level (level 0: the initial draw)."""
+def _blank(dtype, shape):
+    """The value of a level row where a replicate had finished: NaN, or 0 (False)."""
+    return np.full(shape, np.nan if np.issubdtype(dtype, np.floating) else 0, dtype)
+
+
+def _blank_finished(levels):
+    """``levels`` with the rows of replicates that had finished blanked (:func:`_blank`):
+    they did nothing, and a replicate's rows must not depend on the others' levels."""
+    active = levels.active
+    return LevelInfo(*(np.where(active.reshape(active.shape + (1,) * (field.ndim - 2)), field,
+                                _blank(field.dtype, ())).astype(field.dtype)
+                       for field in levels))
+
+
+def combine(results):
+    """The :class:`SplittingResult` of runs of consecutive replicate ranges of one
+    setting (``first_replicate``): what one run of all of them gives. Level rows are
+    padded with blank rows to the longest run's; ``final_matrix`` is None unless
+    every run has it; ``seconds`` is the longest run's.
+    """
+    results = sorted(results, key=lambda r: r.first_replicate)
+    for before, after in zip(results, results[1:]):
+        if after.first_replicate != before.first_replicate + before.replicates:
+            raise ValueError(f"replicates {before.first_replicate + before.replicates} to "
+                             f"{after.first_replicate - 1} are missing or run twice")
+    rows = max(r.levels.active.shape[0] for r in results)
+
+    def padded(field):
+        extra = _blank(field.dtype, (rows - field.shape[0],) + field.shape[1:])
+        return np.concatenate([field, extra])
+
+    levels = LevelInfo(*(np.concatenate([padded(f) for f in fields], axis=1)
+                         for fields in zip(*(r.levels for r in results))))
+    matrices = [r.final_matrix for r in results]
+    return results[0]._replace(
+        log_p=np.concatenate([r.log_p for r in results]), levels=levels,
+        final_train=np.concatenate([r.final_train for r in results]),
+        final_gen=np.concatenate([r.final_gen for r in results]),
+        final_matrix=None if any(m is None for m in matrices) else np.concatenate(matrices),
+        accepted=np.concatenate([r.accepted for r in results]),
+        replicates=sum(r.replicates for r in results),
+        evaluations=sum(r.evaluations for r in results),
+        seconds=max(r.seconds for r in results),
+        converged=all(r.converged for r in results))
+
+
+def _keys(base, first, replicates, level):
+    """Keys of replicates ``first`` .. ``first + replicates - 1`` at one level (level 0:
+    the initial draw)."""
     return jax.vmap(lambda r: jax.random.fold_in(jax.random.fold_in(base, r), level))(
-        jnp.arange(replicates, dtype=jnp.uint32))
+        jnp.arange(first, first + replicates, dtype=jnp.uint32))
 
 
 class _Programs(NamedTuple):
@@ -463,7 +518,8 @@ def _programs(model, prior, latent_name, move, survival, particles, n_train, dev
         sharded(matrices_all, (rep,), rep))
 
 
-def _check(eps, particles, replicates, seed, moves_, target, max_moves, survival, max_levels):
+def _check(eps, particles, replicates, seed, moves_, target, max_moves, survival, max_levels,
+           first_replicate):
     def positive_int(name, value, least=1):
         if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
                 and value >= least):
@@ -475,6 +531,7 @@ def _check(eps, particles, replicates, seed, moves_, target, max_moves, survival
     positive_int("replicates", replicates)
     positive_int("max_moves", max_moves)
     positive_int("max_levels", max_levels)
+    positive_int("first_replicate", first_replicate, 0)
     if not (isinstance(seed, (int, np.integer)) and 0 <= seed <= draws.MAX_SEED):
         raise ValueError(f"seed must be an integer in [0, {draws.MAX_SEED}], got {seed!r}")
     if moves_ != "auto":

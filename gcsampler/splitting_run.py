@@ -10,9 +10,14 @@ Files written here (``gcsampler.runner`` adds GD and the reference solutions)::
                    particles + slot), replicate, train_loss, gen_loss, matrix
     levels.npz     every level of every replicate: level, log_p, killed, moves,
                    acceptance, proposals, correlation, ancestors, gen_mean (levels x R)
-                   and the per-level counts on the threshold grid
+                   and the per-level counts on the threshold grid; rows after a
+                   replicate finished are blank (NaN or 0)
     curve.csv      log p (with its interval) and the G&C gen loss at every grid
                    threshold from the prior down to eps
+
+A run made by P processes (``--num_processes``) keeps accepted rows in
+``process-<k>/accepted/`` instead, beside ``process-<k>/replicates.npz``, the results of
+process k's replicates that process 0 combined into the files above.
 
 Splitting runs take seconds to minutes and are not checkpointed: a stopped one is
 started again.
@@ -26,10 +31,11 @@ import pathlib
 
 import numpy as np
 
-from gcsampler import __version__, estimates, splitting, store
+from gcsampler import __version__, distributed, estimates, splitting, store
 
 CURVE_FILE = "curve.csv"
 LEVELS_FILE = "levels.npz"
+PART_FILE = "replicates.npz"
 
 
 def accepted_layout(n_rows, n_cols):
@@ -38,34 +44,92 @@ def accepted_layout(n_rows, n_cols):
     return {"index": layout.pop("index"), "replicate": ("<u4", ()), **layout}
 
 
+def replicate_share(replicates, team):
+    """The replicates process ``team.process`` runs: a contiguous range, the ranges of
+    consecutive processes consecutive, their sizes differing by at most one."""
+    if replicates < team.processes:
+        raise ValueError(f"--replicates must be at least --num_processes "
+                         f"({team.processes}): every process runs whole replicates, got "
+                         f"{replicates}")
+    size, extra = divmod(replicates, team.processes)
+    start = team.process * size + min(team.process, extra)
+    return range(start, start + size + (team.process < extra))
+
+
 def run(cfg, run_dir, on_level=None, stream=None):
     """Splitting of ``cfg`` into a new ``run_dir``; returns the summary dict (written to
-    ``summary.json``, with ``run_dir``)."""
+    ``summary.json``, with ``run_dir``).
+
+    In a multi-process run (:mod:`gcsampler.distributed`) each process runs its
+    :func:`replicate_share` on its own devices, with no exchange between levels, and
+    writes its accepted rows and its replicates' results to its part of the run
+    directory; process 0 then combines them (:func:`gcsampler.splitting.combine`).
+    """
     cfg.validate()
-    run_dir = store.create_run_dir(run_dir)
-    with store.claim_part(run_dir, 0, 1):
-        store.write_json(run_dir / "config.json", config_record(cfg))
+    run_dir, team = pathlib.Path(run_dir), distributed.team()
+    share = replicate_share(cfg.replicates, team)
+    part = store.part_dir(run_dir, team.process, team.processes)
+
+    def create():
+        if team.leader:
+            store.write_json(store.create_run_dir(run_dir) / "config.json",
+                             config_record(cfg, team.processes))
+
+    distributed.together(team, create)
+    with distributed.together(team, lambda: store.claim_part(run_dir, team.process,
+                                                             team.processes)):
         if stream is not None:
             stream.write(f"gcsampler: splitting with {cfg.replicates} x {cfg.particles:,} "
                          f"particles down to eps {cfg.eps:g} ({cfg.move} moves, "
-                         f"{cfg.moves} per level); run directory {run_dir}\n")
+                         f"{cfg.moves} per level){_share_text(share, team)}; run directory "
+                         f"{run_dir}\n")
         result = splitting.splitting(
             cfg.problem(), cfg.model(), cfg.prior_dist(), eps=cfg.eps, particles=cfg.particles,
-            replicates=cfg.replicates, seed=cfg.seed, move=cfg.move, moves=cfg.move_count,
-            devices=cfg.device_count, on_level=on_level)
-        summary = write_result(result, run_dir, cfg.rows, cfg.cols)
+            replicates=len(share), first_replicate=share.start, seed=cfg.seed, move=cfg.move,
+            moves=cfg.move_count, devices=cfg.device_count, on_level=on_level)
+
+        def write_part():
+            write_rows(result, part, cfg.rows, cfg.cols)
+            if team.processes > 1:
+                save_part(result, part)
+
+        distributed.together(team, write_part)
+
+        def write_whole():
+            if not team.leader:
+                return None
+            whole = result if team.processes == 1 else splitting.combine(
+                [load_part(store.part_dir(run_dir, p, team.processes))
+                 for p in range(team.processes)])
+            return write_statistics(whole, run_dir)
+
+        summary = distributed.together(team, write_whole)
     return summary
 
 
-def write_result(result, run_dir, n_rows, n_cols):
-    """Accepted rows, levels.npz, curve.csv and summary.json of a SplittingResult."""
-    run_dir = pathlib.Path(run_dir)
+def _share_text(share, team):
+    """What the progress header says of this process's replicates ('' for one process)."""
+    if team.processes == 1:
+        return ""
+    which = (f"replicate {share.start}" if len(share) == 1 else
+             f"replicates {share.start} to {share.stop - 1}")
+    return f"; process {team.process} of {team.processes} runs {which}"
+
+
+def write_rows(result, run_dir, n_rows, n_cols):
+    """The accepted rows of a SplittingResult (its final particles below eps)."""
     with store.AcceptedWriter(run_dir, accepted_layout(n_rows, n_cols)) as writer:
         for r in range(result.replicates):
+            replicate = result.first_replicate + r
             slots = np.flatnonzero(result.accepted[r])
-            writer.append(np.uint64(r * result.particles) + slots.astype(np.uint64),
-                          np.full(slots.size, r, np.uint32), result.final_train[r][slots],
+            writer.append(np.uint64(replicate * result.particles) + slots.astype(np.uint64),
+                          np.full(slots.size, replicate, np.uint32), result.final_train[r][slots],
                           result.final_gen[r][slots], result.final_matrix[r][slots])
+
+
+def write_statistics(result, run_dir):
+    """levels.npz, curve.csv and summary.json of a SplittingResult; returns the summary."""
+    run_dir = pathlib.Path(run_dir)
     store.save_arrays(run_dir / LEVELS_FILE, edges=result.edges,
                       **{name: np.asarray(value) for name, value in result.levels._asdict().items()})
     write_curve(run_dir, estimates.curve(result))
@@ -73,6 +137,32 @@ def write_result(result, run_dir, n_rows, n_cols):
     summary.update(compatible_fields(summary), run_dir=str(run_dir), gd_gen_loss=math.nan)
     store.write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def save_part(result, part):
+    """A process's SplittingResult, but its matrices (its accepted rows hold those), in
+    its part of the run directory, for process 0 to combine."""
+    fields = result._asdict()
+    levels = fields.pop("levels")
+    fields.pop("final_matrix")
+    store.save_arrays(pathlib.Path(part) / PART_FILE,
+                      **{f"levels_{name}": value for name, value in levels._asdict().items()},
+                      **{name: np.asarray(value) for name, value in fields.items()})
+
+
+def load_part(part):
+    """The SplittingResult :func:`save_part` saved (``final_matrix`` None)."""
+    arrays = store.load_arrays(pathlib.Path(part) / PART_FILE)
+    levels = splitting.LevelInfo(*(arrays[f"levels_{name}"]
+                                   for name in splitting.LevelInfo._fields))
+    scalars = {"eps": float, "particles": int, "replicates": int, "evaluations": int,
+               "seconds": float, "latent": str, "move": str, "converged": bool,
+               "first_replicate": int}
+    fields = {name: kind(arrays[name]) for name, kind in scalars.items()}
+    return splitting.SplittingResult(
+        levels=levels, final_matrix=None, fibers=tuple(str(f) for f in arrays["fibers"]),
+        **{name: arrays[name] for name in ("log_p", "final_train", "final_gen", "accepted",
+                                           "edges")}, **fields)
 
 
 def compatible_fields(summary):
@@ -110,7 +200,7 @@ def read_curve(run_dir):
         raise store.RunDirError(f"{path} is damaged") from None
 
 
-def rethreshold(run_dir, eps, run_eps, particles):
+def rethreshold(run_dir, eps, run_eps, particles, processes=1):
     """log p and the G&C gen loss of a finished splitting run at another threshold.
 
     Below the run's eps, the final particles (the prior restricted to {L < run eps})
@@ -118,7 +208,8 @@ def rethreshold(run_dir, eps, run_eps, particles):
     Above, ``curve.csv`` does, at its largest threshold at or below E.
     """
     if eps <= run_eps:
-        rows = store.read_accepted(run_dir, fields=("replicate", "train_loss", "gen_loss"))
+        rows = store.read_accepted(run_dir, processes,
+                                   fields=("replicate", "train_loss", "gen_loss"))
         summary = store.read_json(pathlib.Path(run_dir) / "summary.json")
         log_p, gen = [], []
         for r, log_p_r in enumerate(summary["log_p_replicates"]):
@@ -141,12 +232,14 @@ def rethreshold(run_dir, eps, run_eps, particles):
             "gnc_gen_loss_stderr": float(curve["gen_loss_stderr"][i]), "source": "curve.csv"}
 
 
-def config_record(cfg):
-    """``config.json`` of a splitting run."""
+def config_record(cfg, processes=1):
+    """``config.json`` of a splitting run (made by ``processes`` processes; the devices
+    are process 0's)."""
     import jax
 
-    devices = splitting.replicate_devices(cfg.replicates, cfg.device_count)
+    share = replicate_share(cfg.replicates, distributed.Team(0, processes))
+    devices = splitting.replicate_devices(len(share), cfg.device_count)
     return {"settings": dataclasses.asdict(cfg), "sampler": cfg.sampler, "method": "splitting",
-            "processes": 1, "resolved": {"devices": len(devices)},
+            "processes": processes, "resolved": {"devices": len(devices)},
             "gcsampler_version": __version__, "jax_version": jax.__version__,
             "backend": jax.default_backend(), "device_kind": devices[0].device_kind}

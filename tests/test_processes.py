@@ -19,7 +19,8 @@ import time
 import numpy as np
 import pytest
 
-from gcsampler import checkpoint, cli, config, engine, runner, stats, store
+from gcsampler import (checkpoint, cli, config, distributed, engine, runner, splitting_run,
+                       stats, store)
 
 from same_results import assert_same_results
 
@@ -164,3 +165,72 @@ def test_killed_processes_resume_to_the_bits_of_one(tmp_path, tmp_path_factory, 
     finish(start_processes(["--resume", str(run_dir), "--checkpoint_every", "0"]))
     long_cfg = config.RunConfig(**{**vars(CFG), "samples": LONG})
     assert_same_results(run_dir, reference_run(tmp_path_factory, long_cfg))
+
+
+@pytest.mark.parametrize("replicates", [1, 2, 5, 8])
+@pytest.mark.parametrize("processes", [1, 2, 3])
+def test_replicate_shares_are_contiguous_and_even(replicates, processes):
+    team = distributed.Team
+    if replicates < processes:
+        with pytest.raises(ValueError, match="--replicates must be at least --num_processes"):
+            splitting_run.replicate_share(replicates, team(0, processes))
+        return
+    shares = [splitting_run.replicate_share(replicates, team(p, processes))
+              for p in range(processes)]
+    assert [r for share in shares for r in share] == list(range(replicates))
+    assert max(map(len, shares)) - min(map(len, shares)) <= 1 and min(map(len, shares)) >= 1
+
+
+SPLITTING_FLAGS = ["--method", "splitting", "--eps", "0.05", "--particles", "64",
+                   "--replicates", "3", "--moves", "3", "--seed", "4", "--nogd"]
+SPLITTING_CFG = config.RunConfig(method="splitting", eps=0.05, particles=64, replicates=3,
+                                 moves="3", seed=4, gd=False, devices="1")
+# The processes run 2 and 1 replicates, one process all 3: XLA rounds float32 arithmetic
+# differently for different batch shapes, so values agree to rounding, not bits (about
+# 1e-7 relative per operation; matrix entries, sums with cancellation, relative to the
+# largest entry). Every count and decision (kills, moves, accepted particles) is identical.
+ROUNDING = 1e-4
+
+
+def assert_equal_to_rounding(got, want, where):
+    if isinstance(want, dict):
+        assert got.keys() == want.keys(), where
+        for key in want:
+            if key not in ("seconds", "evaluations_per_second", "samples_per_second", "run_dir"):
+                assert_equal_to_rounding(got[key], want[key], f"{where}.{key}")
+        return
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape and got.dtype == want.dtype, where
+    if np.issubdtype(want.dtype, np.floating):
+        scale = np.nanmax(np.abs(want), initial=0.0, where=np.isfinite(want))
+        np.testing.assert_allclose(got, want, rtol=ROUNDING, atol=ROUNDING * scale,
+                                   err_msg=where)
+    else:
+        assert np.array_equal(got, want), where
+
+
+def test_two_processes_split_the_replicates(tmp_path, tmp_path_factory, capsys):
+    run_dir = tmp_path / "run"
+    outputs = finish(start_processes([*SPLITTING_FLAGS, "--out", str(run_dir)]))
+    reference = reference_run(tmp_path_factory, SPLITTING_CFG)
+    assert store.read_json(run_dir / "config.json")["processes"] == 2
+    assert_equal_to_rounding(store.read_json(run_dir / "summary.json"),
+                             store.read_json(reference / "summary.json"), "summary")
+    assert_equal_to_rounding(store.load_arrays(run_dir / "levels.npz"),
+                             store.load_arrays(reference / "levels.npz"), "levels")
+    assert_equal_to_rounding(splitting_run.read_curve(run_dir),
+                             splitting_run.read_curve(reference), "curve")
+    fields = tuple(splitting_run.accepted_layout(5, 5))
+    assert_equal_to_rounding(store.read_accepted(run_dir, 2, fields),
+                             store.read_accepted(reference, 1, fields), "accepted")
+    # each process wrote the rows of its own replicates: 0 and 1, then 2
+    for process, share in enumerate([{0, 1}, {2}]):
+        rows = store.read_accepted(store.part_dir(run_dir, process, 2), 1, ("replicate",))
+        assert set(rows["replicate"].tolist()) == share
+    assert "splitting process 1/2" in outputs[1][1] and "runs replicate 2;" in outputs[1][1]
+    assert "log p" in outputs[0][0] and "process 1 of 2: done" in outputs[1][0]
+    assert cli.main(["report", str(run_dir), "--eps", "0.02"]) == 0
+    assert "re-threshold" in capsys.readouterr().out
+    for eps in (0.02, 0.1):  # from the accepted rows of both processes, and from curve.csv
+        assert_equal_to_rounding(runner.rethreshold(run_dir, eps),
+                                 runner.rethreshold(reference, eps), f"rethreshold {eps}")

@@ -337,6 +337,19 @@ def test_replicate_r_depends_on_seed_and_r_only():
     _, some = exact_run(COMMON_LOG_P, replicates=few)
     np.testing.assert_array_equal(some.log_p, many.log_p[:few])
     np.testing.assert_array_equal(some.final_train, many.final_train[:few])
+    # so runs of consecutive ranges (one per process) combine into the run of them all
+    rest = [splitting.splitting(PROBLEM, LINEAR1, GAUSSIAN, eps=eps, particles=EXACT_PARTICLES,
+                                replicates=few, first_replicate=first, seed=0,
+                                moves=EXACT_MOVES) for first in (2 * few, few)]
+    whole = splitting.combine([some, *rest])
+    for name in ("log_p", "final_train", "final_gen", "final_matrix", "accepted"):
+        np.testing.assert_array_equal(getattr(whole, name), getattr(many, name), err_msg=name)
+    for name, field in many.levels._asdict().items():
+        np.testing.assert_array_equal(getattr(whole.levels, name), field, err_msg=name)
+    assert (whole.replicates, whole.evaluations, whole.first_replicate) == (
+        many.replicates, many.evaluations, 0)
+    with pytest.raises(ValueError, match=f"replicates {few} to {2 * few - 1} are missing"):
+        splitting.combine([some, rest[0]])
 
 
 # --- 3. overlap with brute force, 4. stability in N and M ----------------------------
@@ -496,6 +509,7 @@ BAD_INPUT = [
     ("target_correlation one", dict(moves="auto", target_correlation=1.0), "target_correlation"),
     ("seed negative", dict(seed=-1), "seed"),
     ("seed too large", dict(seed=2**32), "seed"),
+    ("first_replicate negative", dict(first_replicate=-1), "first_replicate"),
     ("unknown move", dict(move="x"), "move"),
     ("unknown latent map", dict(latent_map="x"), "latent"),
     ("inexact latent map", dict(latent_map="last_layer"), "latent"),
