@@ -152,7 +152,13 @@ def save_part(result, part):
 
 def load_part(part):
     """The SplittingResult :func:`save_part` saved (``final_matrix`` None)."""
-    arrays = store.load_arrays(pathlib.Path(part) / PART_FILE)
+    path = pathlib.Path(part) / PART_FILE
+    arrays = store.load_arrays(path)
+    missing = [name for name in (*(f"levels_{n}" for n in splitting.LevelInfo._fields),
+                                 *splitting.SplittingResult._fields)
+               if name not in arrays and name not in ("levels", "final_matrix")]
+    if missing:
+        raise store.RunDirError(f"{path} is damaged (no {missing[0]})")
     levels = splitting.LevelInfo(*(arrays[f"levels_{name}"]
                                    for name in splitting.LevelInfo._fields))
     scalars = {"eps": float, "particles": int, "replicates": int, "evaluations": int,

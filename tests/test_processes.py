@@ -234,3 +234,11 @@ def test_two_processes_split_the_replicates(tmp_path, tmp_path_factory, capsys):
     for eps in (0.02, 0.1):  # from the accepted rows of both processes, and from curve.csv
         assert_equal_to_rounding(runner.rethreshold(run_dir, eps),
                                  runner.rethreshold(reference, eps), f"rethreshold {eps}")
+
+
+def test_a_damaged_replicates_file_is_a_one_line_error(tmp_path):
+    store.save_arrays(tmp_path / splitting_run.PART_FILE, log_p=np.zeros(2))
+    with pytest.raises(store.RunDirError, match=r"replicates.npz is damaged \(no levels_"):
+        splitting_run.load_part(tmp_path)
+    with pytest.raises(store.RunDirError, match="missing"):
+        splitting_run.load_part(tmp_path / "elsewhere")
