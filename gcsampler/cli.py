@@ -62,8 +62,8 @@ RUN_FLAGS = (
     ("particles", "integer", DEFAULTS.particles,
      "Splitting: particles per replicate (16384 to 65536 on a GPU)."),
     ("replicates", "integer", DEFAULTS.replicates,
-     "Splitting: independent particle systems run together; their spread gives log p's "
-     "confidence interval."),
+     "Splitting: independent particle systems run together (shared out among the "
+     "--num_processes processes); their spread gives log p's confidence interval."),
     ("moves", "string", DEFAULTS.moves,
      "Splitting: moves per particle per level: 'auto' (twice the measured decorrelation "
      "time) or a fixed count."),
