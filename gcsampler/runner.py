@@ -560,7 +560,7 @@ def rethreshold(run_dir, eps):
     """
     cfg, _ = load_run(run_dir)
     if cfg.method == "splitting":
-        return splitting_run.rethreshold(run_dir, eps, cfg.eps, cfg.particles,
+        return splitting_run.rethreshold(run_dir, eps, cfg.eps,
                                          record_processes(_read_record(pathlib.Path(run_dir))))
     if eps <= cfg.eps:
         rows = store.read_accepted(run_dir, record_processes(_read_record(pathlib.Path(run_dir))))

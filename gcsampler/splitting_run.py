@@ -206,12 +206,12 @@ def read_curve(run_dir):
         raise store.RunDirError(f"{path} is damaged") from None
 
 
-def rethreshold(run_dir, eps, run_eps, particles, processes=1):
+def rethreshold(run_dir, eps, run_eps, processes=1):
     """log p and the G&C gen loss of a finished splitting run at another threshold.
 
-    Below the run's eps, the final particles (the prior restricted to {L < run eps})
-    give it exactly: p(E) = p(run eps) times each replicate's fraction below E.
-    Above, ``curve.csv`` does, at its largest threshold at or below E.
+    Below the run's eps, its accepted particles (the prior restricted to {L < run eps})
+    give it exactly: p(E) = p(run eps) times each replicate's fraction of its accepted
+    particles below E. Above, ``curve.csv`` does, at its largest threshold at or below E.
     """
     if eps <= run_eps:
         rows = store.read_accepted(run_dir, processes,
@@ -222,7 +222,10 @@ def rethreshold(run_dir, eps, run_eps, particles, processes=1):
             mine = rows["replicate"] == r
             below = mine & (rows["train_loss"] < np.float32(eps))
             count = int(np.sum(below))
-            log_p.append(log_p_r + math.log(count / particles) if count else -math.inf)
+            if log_p_r is None:  # NaN in the summary: the replicate did not finish
+                log_p.append(math.nan)
+            else:
+                log_p.append(log_p_r + math.log(count / np.sum(mine)) if count else -math.inf)
             gen.append(float(np.mean(rows["gen_loss"][below])) if count else math.nan)
         mean, _, lo, hi = estimates.interval(log_p)
         gen_mean, gen_se, _, _ = estimates.interval(gen)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from gcsampler import problems, splitting_run, store
+from gcsampler import problems, runner, splitting_run, store
 from test_cli import finished, gcsampler
 
 EPS = 0.05
@@ -63,12 +63,18 @@ def test_report_and_rethreshold_both_ways(splitting_run_dir):
     below = gcsampler("report", str(run_dir), "--eps", "0.045", cwd=cwd)
     assert below.returncode == 0, below.stderr
     assert "log p" in below.stdout and "from final particles" in below.stdout
-    # Exact from the stored particles: p(0.045) = p(eps) x each replicate's fraction below.
+    # Exact from the stored particles, the prior restricted to {L < eps}: p(0.045) = p(eps)
+    # x each replicate's fraction of its accepted particles below 0.045.
     rows = store.read_accepted(run_dir, fields=("replicate", "train_loss"))
     logs = [summary["log_p_replicates"][r] + math.log(
-        np.sum((rows["replicate"] == r) & (rows["train_loss"] < np.float32(0.045))) / 128)
-        for r in (0, 1)]
+        np.sum((rows["replicate"] == r) & (rows["train_loss"] < np.float32(0.045)))
+        / summary["accepted_per_replicate"][r]) for r in (0, 1)]
     assert f"log p {np.mean(logs):.4g}" in below.stdout
+    # at the run's own eps it is the summary's estimate
+    at_eps = runner.rethreshold(run_dir, EPS)
+    assert at_eps["source"] == "final particles"
+    assert math.isclose(at_eps["log_p"], summary["log_p"], rel_tol=1e-12)
+    assert math.isclose(at_eps["gnc_gen_loss_mean"], summary["gnc_gen_loss_mean"], rel_tol=1e-6)
     above = gcsampler("report", str(run_dir), "--eps", "0.3", cwd=cwd)
     assert above.returncode == 0 and "from curve.csv" in above.stdout
 
