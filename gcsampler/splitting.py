@@ -392,8 +392,9 @@ def splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTICLES,
     state = programs.init(_keys(base, first_replicate, replicates, 0), ops, labels)
     infos, evaluations = [], replicates * particles
     for count in range(1, max_levels + 1):
-        state, info = programs.level(_keys(base, first_replicate, replicates, count), state, ops, labels, eps32,
-                                     edges, jnp.int32(schedule.least), jnp.int32(schedule.most),
+        keys = _keys(base, first_replicate, replicates, count)
+        state, info = programs.level(keys, state, ops, labels, eps32, edges,
+                                     jnp.int32(schedule.least), jnp.int32(schedule.most),
                                      jnp.float32(schedule.target_correlation))
         info = jax.device_get(info)
         infos.append(info)
