@@ -5,6 +5,7 @@ Flags are absl flags (so ``--flagfile`` works), parsed per subcommand through
 exit code 2; nothing on disk is touched before the input has been checked.
 """
 
+import collections
 import dataclasses
 import math
 import pathlib
@@ -707,8 +708,8 @@ def _fiber_moves(names):
     """' + 3 cone moves' for the summary's fibre-move names ('' for none)."""
     if not names:
         return ""
-    counts = {name: names.count(name) for name in dict.fromkeys(names)}
-    return "".join(f" + {n} {name} move{'s' if n > 1 else ''}" for name, n in counts.items())
+    return "".join(f" + {n} {name} move{'s' if n > 1 else ''}"
+                   for name, n in collections.Counter(names).items())
 
 
 def splitting_table(s):

@@ -559,11 +559,11 @@ def rethreshold(run_dir, eps):
     above it, the train-loss bins over all draws do, at the largest bin edge <= eps.
     """
     cfg, _ = load_run(run_dir)
+    processes = record_processes(_read_record(pathlib.Path(run_dir)))
     if cfg.method == "splitting":
-        return splitting_run.rethreshold(run_dir, eps, cfg.eps,
-                                         record_processes(_read_record(pathlib.Path(run_dir))))
+        return splitting_run.rethreshold(run_dir, eps, cfg.eps, processes)
     if eps <= cfg.eps:
-        rows = store.read_accepted(run_dir, record_processes(_read_record(pathlib.Path(run_dir))))
+        rows = store.read_accepted(run_dir, processes)
         below = rows["train_loss"] < stats.float32_threshold(eps)
         gen = rows["gen_loss"][below].astype(np.float64)
         mean, std, stderr = stats.moments(gen.size, float(np.sum(gen)), float(np.sum(gen**2)))

@@ -154,21 +154,19 @@ def load_part(part):
     """The SplittingResult :func:`save_part` saved (``final_matrix`` None)."""
     path = pathlib.Path(part) / PART_FILE
     arrays = store.load_arrays(path)
-    missing = [name for name in (*(f"levels_{n}" for n in splitting.LevelInfo._fields),
-                                 *splitting.SplittingResult._fields)
-               if name not in arrays and name not in ("levels", "final_matrix")]
-    if missing:
-        raise store.RunDirError(f"{path} is damaged (no {missing[0]})")
-    levels = splitting.LevelInfo(*(arrays[f"levels_{name}"]
-                                   for name in splitting.LevelInfo._fields))
     scalars = {"eps": float, "particles": int, "replicates": int, "evaluations": int,
                "seconds": float, "latent": str, "move": str, "converged": bool,
                "first_replicate": int}
-    fields = {name: kind(arrays[name]) for name, kind in scalars.items()}
-    return splitting.SplittingResult(
-        levels=levels, final_matrix=None, fibers=tuple(str(f) for f in arrays["fibers"]),
-        **{name: arrays[name] for name in ("log_p", "final_train", "final_gen", "accepted",
-                                           "edges")}, **fields)
+    try:
+        levels = splitting.LevelInfo(*(arrays[f"levels_{name}"]
+                                       for name in splitting.LevelInfo._fields))
+        return splitting.SplittingResult(
+            levels=levels, final_matrix=None, fibers=tuple(str(f) for f in arrays["fibers"]),
+            **{name: arrays[name] for name in ("log_p", "final_train", "final_gen", "accepted",
+                                               "edges")},
+            **{name: kind(arrays[name]) for name, kind in scalars.items()})
+    except KeyError as missing:
+        raise store.RunDirError(f"{path} is damaged (no {missing.args[0]})") from None
 
 
 def compatible_fields(summary):
