@@ -1,47 +1,62 @@
-"""gcsampler: Guess & Check sampling of deep matrix factorizations on accelerators.
+"""gcsampler: Guess & Check sampling on accelerators, and what it says about generalization.
 
-The public API, one flat namespace:
+The public API, one flat namespace (every name is its function's own):
 
 - problems: ``matrix_sensing``, ``matrix_completion``, ``from_arrays``, ``Problem``
 - models: ``factorization``, ``Factorization``
 - priors: ``gaussian``, ``uniform``, ``custom``, ``scaled``, ``Prior``
-- sampling: ``guess_and_check`` (the engine), ``make_sampler``, ``summarize``, ``regenerate``
+- G&C in memory: ``guess_and_check`` (a factorization), ``make_sampler``, ``regenerate``,
+  ``summarize``, ``draw_key``
+- tasks: ``Task`` (the protocol of the one G&C loop), ``factorization_task``,
+  ``model_task`` (any JAX model: a parameter prior and a loss), ``threshold_task``
+- run directories: ``run`` and ``resume`` (factorizations, custom pieces included),
+  ``run_task`` and ``resume_task`` (any task), ``report``, ``rethreshold``, ``read_run``,
+  ``plot_run``, ``RunConfig``
 - rare events: ``multilevel_splitting``, ``summarize_splitting``, ``splitting_curve``,
-  ``linear_log_volume`` (the exact answer for depth-1 linear problems); the modules
-  ``splitting`` (init / level kernels), ``moves`` (move kernels) and ``latent``
-- baseline: ``gd_train``, ``gd_train_many``, ``make_optimizer``, ``group_rmsprop``
+  ``linear_log_volume`` (the exact answer for depth-1 linear problems)
+- baseline: ``gd_train``, ``gd_train_many``, ``make_optimizer``, ``group_rmsprop``,
+  ``scale_by_group_rms``
 - reference solutions: ``min_nuclear_interpolant``, ``min_frobenius_interpolant``,
   ``reference_losses``
 - sweeps: ``SweepSpec``, ``run_sweep``, ``load_sweep``, ``PRESETS``
+
+Where each piece lives, and where a new one goes, is docs/architecture.md.
 """
 
-__version__ = "0.1.0"
-
-from gcsampler.draws import regenerate
-from gcsampler.engine import guess_and_check
-from gcsampler.estimates import curve as splitting_curve
-from gcsampler.estimates import summarize as summarize_splitting
-from gcsampler.gd import group_rmsprop, make_optimizer, scale_by_group_rms
-from gcsampler.gd import train as gd_train
-from gcsampler.gd import train_many as gd_train_many
-from gcsampler.models import Factorization, factorization
-from gcsampler.presets import PRESETS
-from gcsampler.priors import Prior, custom, gaussian, scaled, uniform
-from gcsampler.problems import Problem, from_arrays, matrix_completion, matrix_sensing
-from gcsampler.reference import min_frobenius_interpolant, min_nuclear_interpolant, reference_losses
-from gcsampler.samplers import make_sampler
-from gcsampler.splitting import splitting as multilevel_splitting
-from gcsampler.stats import summarize
-from gcsampler.sweep import SweepSpec
-from gcsampler.sweep import load as load_sweep
-from gcsampler.sweep import run as run_sweep
-from gcsampler.volume import linear_log_volume
+from gcsampler._version import __version__
+from gcsampler.core.keys import draw_key
+from gcsampler.core.loop import Task
+from gcsampler.factorization.gd import gd_train, gd_train_many, group_rmsprop, make_optimizer, \
+    scale_by_group_rms
+from gcsampler.factorization.interpolants import (min_frobenius_interpolant,
+                                                  min_nuclear_interpolant, reference_losses)
+from gcsampler.factorization.models import Factorization, factorization
+from gcsampler.factorization.priors import Prior, custom, gaussian, scaled, uniform
+from gcsampler.factorization.problems import Problem, from_arrays, matrix_completion, \
+    matrix_sensing
+from gcsampler.factorization.samplers import make_sampler
+from gcsampler.factorization.splitting import multilevel_splitting
+from gcsampler.factorization.task import factorization_task, guess_and_check, regenerate
+from gcsampler.factorization.volume import linear_log_volume
+from gcsampler.plots import plot_run
+from gcsampler.runs.api import report, resume, resume_task, run, run_task
+from gcsampler.runs.config import RunConfig
+from gcsampler.runs.presets import PRESETS
+from gcsampler.runs.runner import read_run, rethreshold
+from gcsampler.runs.sweep import SweepSpec, run_sweep
+from gcsampler.runs.sweep_results import load_sweep
+from gcsampler.splitting.estimates import splitting_curve, summarize_splitting
+from gcsampler.threshold.statistics import summarize
+from gcsampler.threshold.task import model_task, threshold_task
 
 __all__ = [
-    "PRESETS", "Factorization", "Prior", "Problem", "SweepSpec", "custom", "factorization",
-    "from_arrays", "gaussian", "gd_train", "gd_train_many", "group_rmsprop", "guess_and_check",
+    "PRESETS", "Factorization", "Prior", "Problem", "RunConfig", "SweepSpec", "Task",
+    "__version__", "custom", "draw_key", "factorization", "factorization_task", "from_arrays",
+    "gaussian", "gd_train", "gd_train_many", "group_rmsprop", "guess_and_check",
     "linear_log_volume", "load_sweep", "make_optimizer", "make_sampler", "matrix_completion",
-    "matrix_sensing", "min_frobenius_interpolant", "min_nuclear_interpolant",
-    "multilevel_splitting", "reference_losses", "regenerate", "run_sweep", "scale_by_group_rms",
-    "scaled", "splitting_curve", "summarize", "summarize_splitting", "uniform",
+    "matrix_sensing", "min_frobenius_interpolant", "min_nuclear_interpolant", "model_task",
+    "multilevel_splitting", "plot_run", "read_run", "reference_losses", "regenerate", "report",
+    "resume", "resume_task", "rethreshold", "run", "run_sweep", "run_task",
+    "scale_by_group_rms", "scaled", "splitting_curve", "summarize", "summarize_splitting",
+    "threshold_task", "uniform",
 ]

@@ -7,8 +7,8 @@
   loss against the threshold, from the prior down to eps, with 95% bands.
 
 ``plot_sweep`` draws a sweep (one setting varied over seeds): per swept value, the median over
-seeds with an inter-quartile bar, as in the paper's figures. ``plot_classify`` draws a
-classifier study the same way, one panel per cross-entropy bin.
+seeds with an inter-quartile bar, as in the paper's figures (a classifier study's figure is
+:mod:`gcsampler.classify.plots`').
 """
 
 import math
@@ -16,7 +16,8 @@ import pathlib
 
 import numpy as np
 
-from gcsampler import aggregate, store
+from gcsampler.runs import aggregate, files, record, splitting_files
+from gcsampler.runs.methods import METHODS
 
 INSTALL_HINT = "plots need matplotlib: pip install -e '.[plots]'"
 
@@ -30,7 +31,7 @@ def available():
     return True
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -42,17 +43,17 @@ def _pyplot():
 def plot_run(run_dir):
     """Write the run's figures into ``run_dir``; returns the paths written."""
     run_dir = pathlib.Path(run_dir)
-    summary = store.read_json(run_dir / "summary.json")
-    if summary.get("method") == "splitting":
-        from gcsampler import splitting_run
-
-        curve = splitting_run.read_curve(run_dir)
-        written = [plot_curves({None: [curve]}, run_dir / "curve", summary=summary)[0]]
-    else:
-        written = [_plot_losses(run_dir, summary)]
+    summary = files.read_json(run_dir / record.SUMMARY_FILE)
+    written = [_RUN_FIGURES[METHODS[summary["method"]].figure](run_dir, summary)]
     if (run_dir / "gd.npz").is_file():
         written.append(_plot_gd(run_dir))
     return written
+
+
+def _plot_curve(run_dir, summary):
+    """``curve.png``: a splitting run's log10 p and G&C gen loss against eps."""
+    curve = splitting_files.read_curve(run_dir)
+    return plot_curves({None: [curve]}, run_dir / "curve", summary=summary)[0]
 
 
 def _log10_or_none(value):
@@ -72,8 +73,8 @@ def _zoom(ax, hist, edges, x_marks, y_marks, margin=0.5):
 
 
 def _plot_losses(run_dir, summary):
-    plt = _pyplot()
-    arrays = store.load_arrays(run_dir / "statistics.npz")
+    plt = pyplot()
+    arrays = files.load_arrays(run_dir / "statistics.npz")
     hist, edges = arrays["hist_log10_train_gen"], arrays["hist_log10_edges"]
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     image = ax.pcolormesh(edges, edges, np.ma.masked_equal(hist.T, 0), cmap="viridis",
@@ -103,8 +104,8 @@ def _plot_losses(run_dir, summary):
 
 
 def _plot_gd(run_dir):
-    plt = _pyplot()
-    curves = store.load_arrays(run_dir / "gd.npz")
+    plt = pyplot()
+    curves = files.load_arrays(run_dir / "gd.npz")
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for run, (train, gen) in enumerate(zip(curves["train_loss"], curves["gen_loss"])):
         ax.plot(curves["steps"], train, color="C0", alpha=0.7, label="train" if run == 0 else None)
@@ -122,10 +123,10 @@ def _plot_gd(run_dir):
 
 # Colours match losses.png: G&C red, GD black, the prior gray. Reference solutions are dashed.
 _SWEEP_STYLE = {
-    "gnc_gen_loss": {"color": "red", "marker": "o"},
+    "gnc_gen_loss_mean": {"color": "red", "marker": "o"},
     "acceptance_rate": {"color": "red", "marker": "o"},
     "gd_gen_loss": {"color": "black", "marker": "s"},
-    "prior_gen_loss": {"color": "tab:gray", "marker": "^"},
+    "prior_gen_loss_mean": {"color": "tab:gray", "marker": "^"},
     "min_nuclear_gen_loss": {"color": "tab:blue", "linestyle": "--"},
     "min_frobenius_gen_loss": {"color": "tab:green", "linestyle": "--"},
 }
@@ -162,7 +163,7 @@ def plot_sweep(rows, axis, out_stem, *, quantity="gen_loss", title="", note=""):
     """
     if not rows:
         raise ValueError("plot_sweep: no rows")
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.transforms import ScaledTranslation
 
     spec = aggregate.QUANTITIES[quantity]
@@ -211,54 +212,10 @@ def plot_sweep(rows, axis, out_stem, *, quantity="gen_loss", title="", note=""):
                 fontsize="small", color="dimgray")
     if plotted:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
-    return _save(plt, fig, out_stem)
+    return save_figure(plt, fig, out_stem)
 
 
-def plot_classify(rows, out_stem, *, baseline, title="", note=""):
-    """Figure of a classifier study: one panel per cross-entropy bin, test accuracy of
-    G&C and of ``baseline`` against the training-set size (median over seeds with an
-    inter-quartile bar; a point from fewer seeds than others is marked ``n=k``).
-    Writes ``out_stem.png`` and ``.pdf`` and returns both."""
-    plt = _pyplot()
-    bins = list(dict.fromkeys((row["bin_lo"], row["bin_hi"]) for row in rows))
-    columns = min(4, len(bins))
-    grid = (-(-len(bins) // columns), columns)
-    fig, axes = plt.subplots(*grid, figsize=(3.2 * grid[1], 2.6 * grid[0] + 0.6), sharex=True,
-                             sharey=True, squeeze=False)
-    series = [("G&C", "gnc_test_accuracy", {"color": "red", "marker": "o"})]
-    if baseline != "none":
-        series.append((baseline.upper(), "baseline_test_accuracy", {"color": "black",
-                                                                    "marker": "s"}))
-    for ax, (lo, hi) in zip(axes.flat, bins):
-        cell = [row for row in rows if (row["bin_lo"], row["bin_hi"]) == (lo, hi)]
-        for label, column, style in series:
-            bands = aggregate.median_iqr(cell, "n_train", column)
-            x = np.array([band.value for band in bands], float)
-            median, q25, q75 = np.array([(b.median, b.q25, b.q75) for b in bands]).T
-            ax.errorbar(x, median, yerr=[median - q25, q75 - median], label=label, capsize=3,
-                        **style)
-            most = max(band.n for band in bands)
-            for band in bands:
-                if 0 < band.n < most:
-                    ax.annotate(f"n={band.n}", (band.value, band.median), xytext=(4, 4),
-                                textcoords="offset points", fontsize="x-small",
-                                color=style["color"])
-        ax.axhline(0.5, color="tab:gray", linewidth=0.8, linestyle=":")
-        ax.set_xticks(sorted({row["n_train"] for row in rows}))
-        ax.set_title(f"train CE in [{lo:g}, {hi:g})", fontsize="small")
-    for ax in axes.flat[len(bins):]:
-        ax.set_visible(False)
-    for ax in axes[-1]:
-        ax.set_xlabel("training examples")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("test accuracy")
-    axes.flat[0].legend(fontsize="small")
-    fig.suptitle(title + (f"\n{note}" if note else ""), fontsize="medium")
-    fig.tight_layout()
-    return _save(plt, fig, out_stem)
-
-
-def _save(plt, fig, out_stem):
+def save_figure(plt, fig, out_stem):
     """Write ``fig`` as ``out_stem.png`` and ``.pdf``, close it, return the paths."""
     out_stem = pathlib.Path(out_stem)
     paths = [out_stem.with_name(out_stem.name + suffix) for suffix in (".png", ".pdf")]
@@ -274,10 +231,10 @@ def plot_curves(curves, path, *, axis=None, summary=None, title=None, note=None)
     dicts of its seeds: the median over seeds, with the inter-quartile range as a band;
     one seed: its 95% interval). ``summary`` (one run) adds its prior and GD gen losses.
     Writes ``path`` .png and .pdf; returns the paths."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 7.0), sharex=True)
     # Start a grid step above the largest threshold any draw of the prior exceeds.
-    falling = [np.flatnonzero(seed["log_p"] < 0) for seeds in curves.values() for seed in seeds]
+    falling = [np.flatnonzero(seed["log10_p"] < 0) for seeds in curves.values() for seed in seeds]
     first = max(0, min((f[0] for f in falling if f.size), default=0) - 1)
     for i, (value, seeds) in enumerate(curves.items()):
         label = None if axis is None else f"{axis} = {value}"
@@ -285,7 +242,7 @@ def plot_curves(curves, path, *, axis=None, summary=None, title=None, note=None)
         seeds = [{name: column[first:] for name, column in seed.items()} for seed in seeds]
         eps = seeds[0]["eps"]
         for ax, key, lo_key, hi_key, scale in (
-                (top, "log_p", "log_p_lo", "log_p_hi", 1 / math.log(10)),
+                (top, "log10_p", "log10_p_lo", "log10_p_hi", 1.0),
                 (bottom, "gen_loss", None, None, 1.0)):
             stack = np.array([seed[key] for seed in seeds]) * scale
             if len(seeds) == 1 and lo_key is not None:
@@ -313,4 +270,8 @@ def plot_curves(curves, path, *, axis=None, summary=None, title=None, note=None)
         bottom.legend(fontsize="small")
     if note:
         fig.text(0.01, 0.005, note, fontsize="x-small", color="dimgray")
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
+
+
+# The figure of a run, by the ``figure`` its method names.
+_RUN_FIGURES = {"losses": _plot_losses, "curve": _plot_curve}

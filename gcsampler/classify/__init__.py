@@ -2,8 +2,9 @@
 
 The setting of Chiang et al. (ICLR 2023): draw every parameter of a small network from a prior
 and keep the draws that classify a tiny training set perfectly. Modules: ``data`` (tasks),
-``networks`` (models, priors, losses), ``gnc`` (G&C on the engine), ``baselines`` (SGD, Adam,
-random search), ``study`` (G&C vs a baseline across training-set sizes; ``gcsampler classify``).
+``networks`` (models, priors, losses), ``task`` (classifier G&C, a Task on the one G&C loop),
+``baselines`` (SGD, Adam, random search), ``study`` (G&C vs a baseline across training-set
+sizes; ``gcsampler classify``) and ``plots`` (its figure).
 """
 
 from gcsampler.classify.data import TASKS, Dataset, digits, kink, make_dataset, slabs

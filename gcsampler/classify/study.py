@@ -1,7 +1,7 @@
 """The classifier study: G&C against gradient training across training-set sizes.
 
 For each training-set size and data seed (a fresh balanced split per seed), one
-cell runs classifier G&C (:mod:`gcsampler.classify.gnc`) over a list of
+cell runs classifier G&C (:mod:`gcsampler.classify.task`) over a list of
 cross-entropy bins, then the baseline optimizer on the same architecture and
 training set, once per bin, each run stopped at the first step with 100%
 training accuracy and a training cross-entropy below the bin's upper edge (the
@@ -9,8 +9,14 @@ comparison of Chiang et al., ICLR 2023). A study directory holds::
 
     study.json      the settings
     results.csv     one row per (training-set size, seed, bin)
-    cells/n_train=K/seed=S/   summary.json and the accepted rows (accepted/)
+    cells/n_train=K/seed=S/   a run directory (gcsampler.runs.rejection_run): config.json,
+                    checkpoint.npz, accepted/, and summary.json with the cell's rows
     test_accuracy.png/.pdf    median over seeds with inter-quartile bars
+
+A study stopped or killed part-way continues with :func:`run` (``resume=True``):
+finished cells are kept, the cell in progress continues from its checkpoint, and the
+results are those of a study made without a stop. Its G&C runs over several processes
+like any run (:mod:`gcsampler.runs.distributed`); process 0 runs the baselines.
 """
 
 import csv
@@ -24,8 +30,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gcsampler import aggregate, progress, store
-from gcsampler.classify import baselines, data, gnc, networks
+from gcsampler.classify import baselines, data, networks, plots as study_plots
+from gcsampler.classify.task import check_bins, classify_task
+from gcsampler.runs import aggregate, distributed, files, progress, record, rejection_run
+from gcsampler.runs.checkpoint import DEFAULT_EVERY
 
 MODELS = ("mlp", "linear", "lenet")
 BASELINES = ("sgd", "adam", "random_search", "none")
@@ -111,7 +119,7 @@ class StudyConfig:
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"--{name} must be a positive number, got {value!r}")
         try:
-            gnc.check_bins(self.bins)
+            check_bins(self.bins)
         except ValueError as err:
             raise ValueError(f"--{err}") from None
         return self
@@ -127,6 +135,20 @@ class StudyConfig:
         depth = 0 if self.model == "linear" else self.depth
         return networks.MLP(math.prod(in_shape), depth=depth, width=self.width,
                             activation=self.activation)
+
+
+def load_config(out_dir):
+    """The StudyConfig a study directory was made with (its ``study.json``)."""
+    path = pathlib.Path(out_dir) / STUDY_FILE
+    if not path.is_file():
+        raise files.RunDirError(f"{out_dir} is not a gcsampler classify study (no {STUDY_FILE})")
+    values = files.read_json(path)
+    try:
+        values["n_train"] = tuple(values["n_train"])
+        values["bins"] = tuple(tuple(pair) for pair in values["bins"])
+        return StudyConfig(**values).validate()
+    except (KeyError, TypeError, ValueError) as err:
+        raise files.RunDirError(f"{path} is not a valid study config ({err})") from None
 
 
 def _one_of(name, value, allowed):
@@ -159,42 +181,74 @@ def make_cells(cfg):
     return found
 
 
-def run(cfg, out_dir, stream=None, cells=None):
-    """Run every cell of ``cfg`` (``cells``, if already made by :func:`cells`) into the
-    new directory ``out_dir``; returns the result rows."""
+def run(cfg, out_dir, stream=None, cells=None, *, resume=False,
+        checkpoint_every=DEFAULT_EVERY):
+    """Run every cell of ``cfg`` (``cells``, if already made by :func:`make_cells`) into the
+    new directory ``out_dir``, or, with ``resume``, continue the study in ``out_dir``;
+    returns the result rows (every process returns them; process 0 writes them)."""
     todo = cells if cells is not None else make_cells(cfg)
     stream = stream if stream is not None else sys.stderr
-    out_dir = store.create_run_dir(out_dir)
-    store.write_json(out_dir / STUDY_FILE, dataclasses.asdict(cfg))
+    out_dir = pathlib.Path(out_dir)
+    team = distributed.team()
+
+    def create():
+        if team.leader:
+            files.create_run_dir(out_dir)
+            files.write_json(out_dir / STUDY_FILE, dataclasses.asdict(cfg))
+
+    if not resume:
+        distributed.together(team, create)
     show = progress.SweepProgress(cfg.samples * len(todo), len(todo), stream)
     rows = []
     for cell in todo:
-        rows += run_cell(cfg, cell, out_dir / "cells" / cell.name, show.for_cell(cell.name))
+        rows += run_cell(cfg, cell, out_dir, show.for_cell(cell.name), stream,
+                         checkpoint_every)
         show.finish_cell(cfg.samples)
-        write_results(rows, out_dir / RESULTS_FILE)
-    plot(rows, out_dir, cfg)
+        if team.leader:
+            write_results(rows, out_dir / RESULTS_FILE)
+    if distributed.leave():
+        plot(rows, out_dir, cfg)
     return rows
 
 
-def run_cell(cfg, cell, cell_dir, on_progress):
-    """G&C and the baseline on one cell; writes the cell directory, returns its rows."""
-    dataset, model = cell.dataset, cell.model
-    cell_dir = store.create_run_dir(cell_dir)
-    with store.AcceptedWriter(cell_dir, gnc.row_layout(len(cfg.bins))) as writer:
-        result = gnc.guess_and_check(
-            dataset, model, cfg.prior, bins=cfg.bins, samples=cfg.samples, seed=cell.seed,
-            batch=cfg.batch, devices=None if cfg.devices == "all" else int(cfg.devices),
-            log2_block=cfg.log2_block, on_rows=writer.append, on_progress=on_progress)
-    n_test = len(dataset.test_y)
-    summaries = gnc.summarize(result.totals, n_test)
+def run_cell(cfg, cell, out_dir, on_progress, stream, checkpoint_every=DEFAULT_EVERY):
+    """G&C and the baseline on one cell: a run directory under ``out_dir``; continues the
+    cell's G&C from its checkpoint if it has one, and keeps a finished cell's rows.
+    Returns its rows."""
+    cell_dir = pathlib.Path(out_dir) / "cells" / cell.name
+    found = record.read_summary(cell_dir) if (cell_dir / record.CONFIG_FILE).is_file() else None
+    if found is not None and "rows" in found:
+        return found["rows"]
+    task = classify_task(cell.dataset, cell.model, cfg.prior, bins=cfg.bins)
+    settings = rejection_run.LoopSettings(cfg.samples, cell.seed, cfg.batch, cfg.devices,
+                                          cfg.log2_block)
+    config = {"method": rejection_run.METHOD.name, "settings": settings._asdict(),
+              "task": task.describe, "resume": f"`gcsampler classify --resume {out_dir}`"}
+    if found is not None:
+        summary = found
+    elif (cell_dir / record.CONFIG_FILE).is_file():
+        summary = rejection_run.continue_task(
+            task, cell_dir, settings, config, stream=_Quiet(), checkpoint_every=checkpoint_every,
+            resume_hint=config["resume"], previous=record.read_config(cell_dir))
+    else:
+        summary = rejection_run.run_task(
+            task, cell_dir, settings, config, stream=_Quiet(), on_progress=on_progress,
+            checkpoint_every=checkpoint_every, resume_hint=config["resume"])
+    if not distributed.team().leader:
+        return []
     started = time.perf_counter()
-    fits = [_baseline(cfg, model, dataset, hi) for _, hi in cfg.bins]
+    fits = [_baseline(cfg, cell.model, cell.dataset, hi) for _, hi in cfg.bins]
     baseline_seconds = time.perf_counter() - started
     rows = [{"task": cfg.task, "model": cfg.model, "n_train": cell.n_train, "seed": cell.seed,
-             **summary, **fit, "n_test": n_test, "gnc_seconds": result.seconds,
-             "baseline_seconds": baseline_seconds} for summary, fit in zip(summaries, fits)]
-    store.write_json(cell_dir / "summary.json", {"rows": rows})
+             **gnc_cell, **fit, "n_test": summary["n_test"], "gnc_seconds": summary["seconds"],
+             "baseline_seconds": baseline_seconds}
+            for gnc_cell, fit in zip(summary["cells"], fits)]
+    files.write_json(cell_dir / record.SUMMARY_FILE, {**summary, "rows": rows})
     return rows
+
+
+class _Quiet(io.StringIO):
+    """Swallows a cell's header line: the study shows its own progress."""
 
 
 def _baseline(cfg, model, dataset, target_loss):
@@ -246,7 +300,7 @@ def write_results(rows, path):
     writer = csv.DictWriter(buffer, RESULT_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    store.write_text(path, buffer.getvalue())
+    files.write_text(path, buffer.getvalue())
 
 
 def plot(rows, out_dir, cfg):
@@ -259,5 +313,5 @@ def plot(rows, out_dir, cfg):
     title = f"{cfg.task}, {cfg.model}: Guess & Check vs {cfg.baseline.upper()}"
     note = (f"{cfg.samples:,} draws per cell, {cfg.seeds} seeds, prior {cfg.prior}; "
             f"{cfg.baseline} stopped at 100% train accuracy below each bin's upper edge")
-    return plots.plot_classify(rows, pathlib.Path(out_dir) / "test_accuracy",
-                               baseline=cfg.baseline, title=title, note=note)
+    return study_plots.plot_study(rows, pathlib.Path(out_dir) / "test_accuracy",
+                                  baseline=cfg.baseline, title=title, note=note)

@@ -1,0 +1,264 @@
+"""The one Guess & Check host loop, over any :class:`Task`.
+
+A task says how to evaluate a block of draws on a device and what to keep of them;
+this loop runs it over devices (:mod:`gcsampler.core.devices`), keeps one compiled
+call in flight while it folds the previous one into the host totals, and streams
+accepted rows, in index order, to a callback. Factorizations
+(:mod:`gcsampler.factorization.task`), classifiers (:mod:`gcsampler.classify.task`)
+and users' own models (:func:`gcsampler.threshold.task.model_task`) all run here.
+
+A run can stop and continue: after each call that ends on a block boundary the
+totals form a :class:`Snapshot`, and a run started from a snapshot adds the
+remaining blocks to its totals, which are exact (:mod:`gcsampler.core.totals`), so
+it gives the same bits as an uninterrupted run. A run can also be split: each of
+several processes draws its own range of blocks (:func:`~gcsampler.core.devices.process_blocks`),
+and the totals of the ranges combined equal those of one process drawing them all.
+"""
+
+import copy
+import time
+from typing import Any, Callable, Hashable, NamedTuple
+
+import jax
+import numpy as np
+
+from gcsampler.core import keys, totals as totals_lib
+from gcsampler.core.devices import (DEFAULT_LOG2_BLOCK, Schedule, check_run_size, draw_indices,
+                                    make_schedule, sharded_call)
+
+
+class Task(NamedTuple):
+    """What G&C draws and checks: everything the loop (and a run directory) needs.
+
+    Attributes:
+      name: a label ('factorization', 'classify', a user model's name).
+      static: hashable; with the schedule, all the compiled step depends on, so tasks
+        with equal ``static`` share compiled calls.
+      make_step: ``(log2_block, blocks, capacity, chunk) -> step``, where ``step(base_key,
+        first_block, full_blocks, tail, *args)`` evaluates ``blocks`` blocks from
+        ``first_block`` on (draws at or past ``full_blocks * 2**log2_block + tail``
+        masked out) and returns a NamedTuple with ``drawn`` and ``accepted`` (int32
+        counts), ``rows`` (a dict of ``capacity``-row buffers: ``position``, the row's
+        place in the step, then the task's columns) and the task's own counts and sums.
+      args: the step's runtime arguments (data, thresholds): new values do not recompile.
+      bytes_per_draw: a generous estimate of the device memory one draw of a step needs.
+      row_layout: ``{name: (dtype, shape)}`` of a stored row: ``index`` first, then the
+        columns ``add_rows`` returns, in that order.
+      new_totals: ``() -> totals`` before any draw (see :mod:`gcsampler.core.totals`).
+      add_counts: ``(totals, out)``: fold one call's outputs (leading axes: step, device),
+        all but the rows, into ``totals``.
+      add_rows: ``(totals, rows) -> columns``: fold one step's accepted rows (the ``rows``
+        dict cut to the step's count, ``position`` removed) into ``totals`` and return the
+        stored columns.
+      room_for: ``(schedule, count) -> capacity``: a row buffer with room for ``count``.
+      summarize: ``(totals, seconds) -> dict``: the run's summary (``summary.json``).
+      statistics: ``totals -> {name: array}`` kept in ``statistics.npz`` (None: nothing).
+      describe: JSON-ready dict a run directory records (``kind``, settings, fingerprint).
+      first_capacity: ``schedule -> capacity`` of the first call (None: the schedule's).
+    """
+
+    name: str
+    static: Hashable
+    make_step: Callable
+    args: tuple
+    bytes_per_draw: int
+    row_layout: dict
+    new_totals: Callable
+    add_counts: Callable
+    add_rows: Callable
+    room_for: Callable
+    summarize: Callable
+    statistics: Callable | None = None
+    describe: dict | None = None
+    first_capacity: Callable | None = None
+
+
+class Snapshot(NamedTuple):
+    """A point a run can continue from: ``totals`` over the blocks before ``block`` (of
+    the run's block range: draws ``[first * 2**log2_block, block * 2**log2_block)``).
+
+    Snapshots cover whole blocks only. A partial last block is never part of one,
+    so a run continued from a snapshot with a larger ``samples`` equals a run made
+    with that count from the start.
+    """
+
+    block: int
+    totals: Any
+
+
+class RunResult(NamedTuple):
+    totals: Any
+    seconds: float
+    schedule: Schedule
+
+
+def whole_step(schedule, count):
+    """``room_for`` of a task whose rows are small: room for every draw of a step."""
+    del count
+    return schedule.batch
+
+
+def plan(task, samples, *, batch=None, devices=None, log2_block=DEFAULT_LOG2_BLOCK,
+         capacity=None):
+    """The :class:`Schedule` of ``samples`` draws of ``task`` (see ``make_schedule``)."""
+    schedule = make_schedule(samples, task.bytes_per_draw, batch=batch, devices=devices,
+                             log2_block=log2_block, capacity=capacity)
+    if capacity is None and task.first_capacity is not None:
+        schedule = schedule._replace(capacity=task.first_capacity(schedule))
+    return schedule
+
+
+_CALL_CACHE = {}
+
+
+def compiled_call(task, schedule):
+    """The jitted, device-sharded call of ``schedule.steps`` steps of ``task`` (cached)."""
+    cache_key = (task.static, schedule)
+    if cache_key not in _CALL_CACHE:
+        step = task.make_step(schedule.log2_block, schedule.blocks, schedule.capacity,
+                              schedule.chunk)
+        _CALL_CACHE[cache_key] = sharded_call(step, schedule)
+    return _CALL_CACHE[cache_key]
+
+
+def guess_and_check(task, *, samples, seed=0, batch=None, devices=None,
+                    log2_block=DEFAULT_LOG2_BLOCK, capacity=None,
+                    start: Snapshot | None = None, blocks: range | None = None,
+                    on_rows: Callable | None = None, on_progress: Callable | None = None,
+                    on_snapshot: Callable | None = None):
+    """Draw ``samples`` draws of ``task`` and keep what it accepts.
+
+    Args:
+      task: a :class:`Task`.
+      samples: number of draws; draw i uses global index i.
+      seed: run seed; draws are a pure function of (seed, index).
+      batch: draws per device step; default from device memory.
+      devices: None/'all', a count, or a sequence of devices.
+      log2_block: block size exponent; float statistics are bitwise reproducible
+        for a fixed block size.
+      capacity: accepted rows buffered per device step (default: the task's). A step
+        that accepts more is evaluated again with room for all of them (never
+        dropped), and later calls get that room (``task.room_for``).
+      start: continue from this :class:`Snapshot` of a run of the same task, seed and
+        log2_block (any batch and devices): only the draws from block ``start.block``
+        on are evaluated (and passed to ``on_rows``), and the totals are bit-identical
+        to an uninterrupted run's.
+      blocks: draw only the blocks of this range (default: all; see ``process_blocks``);
+        the totals and rows are those of its draws.
+      on_rows: called as ``on_rows(index, *columns)`` with NumPy arrays of accepted rows
+        (the columns of ``task.row_layout``), in increasing index order.
+      on_progress: called as ``on_progress(totals, seconds)`` after each call.
+      on_snapshot: called as ``on_snapshot(snapshot)`` after each call that ends on a
+        block boundary (every call except a last one ending in a partial block), once
+        ``on_rows`` has had every row the snapshot counts. The snapshot holds its own
+        copy of the totals.
+
+    Returns:
+      RunResult with the host totals, the wall time of this call (not of the run a
+      ``start`` came from) and the schedule.
+    """
+    check_run_size(samples, log2_block)
+    keys.check_seed(seed)
+    block = 2**log2_block
+    blocks = _check_blocks(blocks, samples, block)
+    end = draw_indices(blocks, samples, log2_block).stop
+    schedule = plan(task, max(len(draw_indices(blocks, samples, log2_block)), 1), batch=batch,
+                    devices=devices, log2_block=log2_block, capacity=capacity)
+    if start is None:
+        start = Snapshot(blocks.start, task.new_totals())
+    _check_start(start, task.new_totals(), blocks, block, samples)
+    totals = copy.deepcopy(start.totals)
+    base_key = keys.seed_key(seed)
+    args = (np.uint32(end // block), np.int32(end % block), *task.args)
+
+    def launch(first):
+        return compiled_call(task, schedule)(base_key, np.uint32(first), *args)
+
+    def overflow_rows(first_block, count):
+        alone = schedule._replace(steps=1, devices=schedule.devices[:1],
+                                  capacity=task.room_for(schedule, count))
+        return jax.device_get(compiled_call(task, alone)(base_key, np.uint32(first_block), *args))
+
+    began = time.perf_counter()
+    blocks_per_call = schedule.draws_per_call // block
+    for first, out in pipelined(launch, range(start.block, blocks.stop, blocks_per_call)):
+        out = jax.device_get(out)
+        task.add_counts(totals, out)
+        for index, rows in accepted_rows(out, first, schedule, overflow_rows):
+            columns = task.add_rows(totals, rows)
+            if on_rows is not None:
+                on_rows(index, *columns)
+        most = int(np.max(out.accepted))
+        if most > schedule.capacity:  # calls already queued keep theirs
+            schedule = schedule._replace(capacity=task.room_for(schedule, most))
+        covered = min((first + blocks_per_call) * block, end)
+        if on_snapshot is not None and covered % block == 0:
+            on_snapshot(Snapshot(covered // block, copy.deepcopy(totals)))
+        if on_progress is not None:
+            on_progress(totals, time.perf_counter() - began)
+    return RunResult(totals, time.perf_counter() - began, schedule)
+
+
+def pipelined(launch, firsts):
+    """``launch(first)`` for each call, yielding ``(first, output)`` one call behind, so
+    the next call is already queued on the devices while the host reads one."""
+    previous = None
+    for first in firsts:
+        current = (first, launch(first))
+        if previous is not None:
+            yield previous
+        previous = current
+    if previous is not None:
+        yield previous
+
+
+def accepted_rows(out, first, schedule, overflow_rows):
+    """The accepted rows of one call's outputs (leading axes: step, device), step by step
+    in global order: ``(global_index, rows)`` with ``rows`` the step's row buffers cut to
+    its true count. A step that accepted more rows than its buffers hold (the capacity
+    the call was compiled with, which may be older than ``schedule``'s) is evaluated
+    again by ``overflow_rows(first_block, count)``, whose output (one step, one device)
+    has room for all of them."""
+    n_devices = len(schedule.devices)
+    capacity = out.rows["position"].shape[2]
+    for s in range(schedule.steps):
+        for d in range(n_devices):
+            count = int(out.accepted[s, d])
+            if count == 0:
+                continue
+            step_first = first + (s * n_devices + d) * schedule.blocks
+            rows, at = out.rows, (s, d)
+            if count > capacity:
+                rows, at = overflow_rows(step_first, count).rows, (0, 0)
+            rows = {name: value[at][:count] for name, value in rows.items()}
+            position = rows.pop("position").astype(np.uint64)
+            yield np.uint64(step_first) * np.uint64(schedule.block_size) + position, rows
+
+
+def _check_blocks(blocks, samples, block_size):
+    """The block range to draw: all of the run's by default, else a sub-range of it."""
+    total = -(-samples // block_size)
+    if blocks is None:
+        return range(total)
+    if not (isinstance(blocks, range) and blocks.step == 1 and 0 <= blocks.start <= blocks.stop
+            <= total):
+        raise ValueError(f"blocks must be a range of consecutive blocks within range(0, {total}) "
+                         f"(the run's blocks), got {blocks!r}")
+    return blocks
+
+
+def _check_start(start, template, blocks, block_size, samples):
+    """Refuse a snapshot that cannot be the start of this run's block range."""
+    try:
+        totals_lib.check_fixed(start.totals, template)
+    except ValueError as err:
+        raise ValueError(f"start snapshot was {err}") from None
+    if start.totals.drawn != (start.block - blocks.start) * block_size:
+        raise ValueError(f"start snapshot is inconsistent: {start.totals.drawn} draws in "
+                         f"blocks {blocks.start} to {start.block} of {block_size}")
+    if not blocks.start <= start.block <= blocks.stop:
+        raise ValueError(f"start snapshot is at block {start.block}, outside the blocks "
+                         f"{blocks.start} to {blocks.stop} this run draws")
+    if start.block * block_size > samples:  # snapshots hold whole blocks only
+        raise ValueError(f"start snapshot covers {start.block * block_size} draws, more than "
+                         f"samples={samples}")

@@ -1,0 +1,140 @@
+"""Runs over several processes, through JAX's own distributed runtime (``jax.distributed``).
+
+Each process of a run draws its own contiguous range of blocks on its local devices
+(:func:`gcsampler.core.devices.process_blocks`) and writes its own part of the run
+directory; process 0 writes the shared files and combines the statistics, which
+are exact, so a run gives the same bits on any number of processes. Processes
+exchange only small messages: errors, so that all stop together, and totals.
+"""
+
+import io
+import itertools
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+from gcsampler.core import totals as totals_lib
+from gcsampler.runs import files
+
+
+class Team(NamedTuple):
+    """This process's place in the run: ``process`` of ``processes`` (0-based)."""
+
+    process: int
+    processes: int
+
+    @property
+    def leader(self):
+        """Whether this process writes the run's shared files (process 0)."""
+        return self.process == 0
+
+
+def initialize(coordinator_address, num_processes, process_id):
+    """Join a run of ``num_processes`` processes (call before anything uses a device).
+
+    ``coordinator_address`` is ``host:port`` of process 0, where it listens.
+    Raises ValueError for arguments that cannot name a run.
+    """
+    if not (isinstance(num_processes, int) and num_processes >= 1):
+        raise ValueError(f"--num_processes must be a positive integer, got {num_processes!r}")
+    if not (isinstance(process_id, int) and 0 <= process_id < num_processes):
+        raise ValueError(f"--process_id must be an integer in [0, {num_processes - 1}] "
+                         f"(--num_processes {num_processes}), got {process_id!r}")
+    host, _, port = str(coordinator_address or "").rpartition(":")
+    if not (host and port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"--coordinator_address must be HOST:PORT of process 0, got "
+                         f"{coordinator_address!r}")
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes, process_id=process_id)
+
+
+def team():
+    """This process's :class:`Team` (a single process unless :func:`initialize` ran)."""
+    return Team(jax.process_index(), jax.process_count())
+
+
+# Exchanges are numbered: every process makes the same ones in the same order.
+_EXCHANGES = itertools.count()
+# How long a process waits for the others' messages; they may still be drawing.
+WAIT_MS = 2**31 - 1  # about 24 days (the longest a timeout may be)
+
+
+def gather_bytes(data):
+    """Every process's ``data`` (bytes), in process order, on every process.
+
+    Messages go through the runtime's key-value store rather than a device
+    collective, so processes may have different numbers and kinds of devices.
+    """
+    if jax.process_count() == 1:
+        return [data]
+    client = _client()
+    exchange = next(_EXCHANGES)
+    client.key_value_set_bytes(f"gcsampler/{exchange}/{jax.process_index()}", data)
+    return [client.blocking_key_value_get_bytes(f"gcsampler/{exchange}/{process}", WAIT_MS)
+            for process in range(jax.process_count())]
+
+
+def _client():
+    """The distributed runtime's client. JAX has no public handle on its key-value
+    store; this private one is stable across the versions gcsampler supports."""
+    from jax._src import distributed as jax_distributed
+
+    return jax_distributed.global_state.client
+
+
+def agree(error=None):
+    """Raise on every process if any process has an error (a one-line message).
+
+    Every process must call this at the same point; the message raised is that
+    of the first failing process, prefixed with its number.
+    """
+    messages = gather_bytes((error or "").encode())
+    for process, message in enumerate(messages):
+        if message:
+            prefix = f"process {process}: " if len(messages) > 1 else ""
+            raise RunFailed(prefix + message.decode())
+
+
+def together(team, action):
+    """``action()`` on this process; if it fails on any process of ``team``, every
+    process raises (a one-line RunDirError), so none waits for one that stopped."""
+    try:
+        result = action()
+    except files.RunDirError as err:
+        if team.processes == 1:
+            raise
+        agree(str(err))
+    agree(None)
+    return result
+
+
+class RunFailed(files.RunDirError):
+    """A process of the run failed; its one-line message."""
+
+
+def leave():
+    """End this process's part in a multi-process run (``jax.distributed.shutdown``, which
+    waits for every process); returns whether it leads (process 0), which goes on alone
+    with local work (references, GD). A single process just returns True."""
+    leader = team().leader
+    if jax.process_count() > 1:
+        jax.distributed.shutdown()
+    return leader
+
+
+def gather_totals(totals, seconds):
+    """Every process's ``(totals, seconds)`` (a task's totals and its G&C time), in
+    process order."""
+    buffer = io.BytesIO()
+    np.savez(buffer, seconds=np.float64(seconds), **totals_lib.as_arrays(totals))
+    parts = [np.load(io.BytesIO(data)) for data in gather_bytes(buffer.getvalue())]
+    return [(totals_lib.restore(totals, part), float(part["seconds"])) for part in parts]
+
+
+def combined(team, totals, seconds):
+    """The totals of every process of ``team`` combined, and the longest process's time."""
+    if team.processes == 1:
+        return totals, seconds
+    parts = gather_totals(totals, seconds)
+    return totals_lib.combine(t for t, _ in parts), max(s for _, s in parts)

@@ -1,0 +1,156 @@
+"""A one-line progress display for long runs: draws, accepted, samples/s, ETA (for
+splitting runs: level, log p, moves, evaluations/s, ETA).
+
+On a terminal the line is redrawn in place; otherwise (logs, CI) a line is
+printed every ``log_interval`` seconds so files stay readable.
+"""
+
+import math
+import sys
+import time
+
+import numpy as np
+
+
+def format_count(n):
+    """Compact counts: 950, 12.3k, 4.56M, 1.20G."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def format_duration(seconds):
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def progress_line(drawn, total, accepted, seconds, prefix="G&C", done_before=0):
+    """The text of one progress update; the rate counts the draws after ``done_before``
+    (those a resumed run had before this process), made in ``seconds``."""
+    rate = (drawn - done_before) / seconds if seconds > 0 else 0.0
+    eta = (total - drawn) / rate if rate > 0 else math.inf
+    percent = 100.0 * drawn / total if total else 100.0
+    return (f"{prefix}  {format_count(drawn)}/{format_count(total)} draws ({percent:5.1f}%)  "
+            f"accepted {accepted}  {format_count(rate)} samples/s  ETA {format_duration(eta)}")
+
+
+class Progress:
+    """Callable progress sink (``on_progress``) of :func:`gcsampler.core.loop.guess_and_check`."""
+
+    def __init__(self, total, stream=None, log_interval=5.0, done_before=0, prefix="G&C"):
+        self.total = total
+        self.prefix = prefix
+        self.done_before = done_before
+        self.stream = stream if stream is not None else sys.stderr
+        self.interactive = getattr(self.stream, "isatty", lambda: False)()
+        self.log_interval = log_interval
+        self._last = -math.inf
+
+    def __call__(self, totals, seconds):
+        self.show(totals.drawn, totals.rows, seconds)
+
+    def show(self, drawn, accepted, seconds, prefix=None):
+        """Write a line if one is due (always at the end, at most every interval in logs)."""
+        self.write(progress_line(drawn, self.total, accepted, seconds, prefix or self.prefix,
+                                 self.done_before), drawn >= self.total)
+
+    def write(self, line, done):
+        """Show ``line`` if one is due: always when ``done``, else at most every interval
+        in logs."""
+        now = time.monotonic()
+        if not (self.interactive or done or now - self._last >= self.log_interval):
+            return
+        self._last = now
+        if self.interactive:
+            self.stream.write("\r" + line + ("\n" if done else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+class SweepProgress(Progress):
+    """One progress display for all cells of a sweep.
+
+    Counts draws over the whole sweep; samples/s and the ETA use the wall time
+    since the sweep started, so compilation and GD are part of the estimate.
+    """
+
+    def __init__(self, total, cells, stream=None, log_interval=5.0):
+        super().__init__(total, stream, log_interval)
+        self.cells = cells
+        self.finished_draws = 0
+        self.finished_cells = 0
+        self.start = time.monotonic()
+
+    def cell_prefix(self, name):
+        """What the next cell's progress lines start with (its method's name follows)."""
+        return f"sweep cell {self.finished_cells + 1}/{self.cells} ({name})"
+
+    def for_cell(self, name):
+        """``on_progress`` of the next cell's G&C, called ``name``: its draws count
+        towards the sweep's."""
+        prefix = f"{self.cell_prefix(name)}  G&C"
+
+        def report(totals, seconds):
+            del seconds
+            self.show(self.finished_draws + totals.drawn, totals.rows,
+                      time.monotonic() - self.start, prefix)
+
+        return report
+
+    def note(self, text):
+        """A line of its own between progress updates."""
+        self.stream.write(("\n" if self.interactive else "") + text + "\n")
+        self.stream.flush()
+
+    def finish_cell(self, draws):
+        """Count a finished cell of ``draws`` draws."""
+        self.finished_draws += draws
+        self.finished_cells += 1
+
+
+def level_line(count, info, eps, first_level, evaluations, seconds, prefix="splitting"):
+    """The text of one splitting progress update from a level's LevelInfo (one value
+    per replicate): where the level is, log p so far, moves, evaluations and an ETA
+    from the pace at which the level has fallen towards eps (in log scale)."""
+    active = info.active
+    level = float(np.exp(np.mean(np.log(np.maximum(info.level[active], 1e-300)))))
+    log_p = float(np.mean(info.log_p[active]))
+    fallen = math.log(first_level / level) if first_level > level else 0.0
+    left = math.log(level / eps) if level > eps else 0.0
+    eta = seconds * left / fallen if fallen > 0 else math.inf
+    rate = evaluations / seconds if seconds > 0 else 0.0
+    return (f"{prefix}  level {count}  threshold {level:.3g} (eps {eps:g})  log p {log_p:.2f} "
+            f"(log10 {log_p / math.log(10):.2f})  moves {int(np.max(info.moves[active]))}  "
+            f"evaluations {format_count(evaluations)} ({format_count(rate)}/s)  "
+            f"ETA {format_duration(eta)}")
+
+
+class LevelProgress(Progress):
+    """Callable progress sink (``on_level``) of
+    :func:`gcsampler.factorization.splitting.multilevel_splitting`; a resumed run
+    gives the levels and evaluations it had (``levels_before``, ``evaluations``)."""
+
+    def __init__(self, eps, particles, replicates, stream=None, log_interval=5.0,
+                 prefix="splitting", levels_before=0, evaluations=None):
+        super().__init__(1, stream, log_interval, prefix=prefix)
+        self.eps = eps
+        self.count = levels_before
+        self.evaluations = particles * replicates if evaluations is None else evaluations
+        self.first_level = None
+
+    def __call__(self, info, seconds):
+        self.count += 1
+        active = info.active
+        if not active.any():
+            return
+        self.evaluations += int(np.sum(info.proposals[active], dtype=np.int64))
+        if self.first_level is None:
+            self.first_level = float(np.exp(np.mean(np.log(info.level[active]))))
+        self.write(level_line(self.count, info, self.eps, self.first_level, self.evaluations,
+                              seconds, self.prefix), bool(np.all(info.final[active])))

@@ -1,0 +1,164 @@
+"""The summary schema: every field a run's ``summary.json`` may hold, its unit and meaning.
+
+``summary.json``, the ``report`` tables, a sweep's ``results.csv`` rows and its figures
+all read these names and nothing else: :func:`complete` checks a summary against the
+schema (an unknown field is a bug, a missing one is written as ``null``), and
+:func:`csv_row` flattens one for a table. Undefined values (no draw accepted, GD not
+run, a splitting replicate that died out) are ``null`` in the files and NaN in
+Python. Probabilities are given as log10, the base in the name.
+"""
+
+import math
+from typing import NamedTuple
+
+BOTH = ("rejection", "splitting")
+
+
+class Field(NamedTuple):
+    """A summary field: its name, unit, meaning and the methods whose runs have it
+    (``column``: whether a sweep's results.csv has it; pairs give ``_lo``/``_hi``)."""
+
+    name: str
+    unit: str
+    meaning: str
+    methods: tuple = BOTH
+    column: bool = True
+
+
+FIELDS = (
+    Field("method", "", "how G&C ran: rejection (plain draws) or splitting (multilevel)",
+          column=False),
+    Field("eps", "train loss", "the acceptance threshold: train loss strictly below it "
+                               "(compared in float32, eps rounded up)", column=False),
+    Field("draws", "loss evaluations", "draws made (rejection) or particle loss evaluations "
+                                       "(splitting)"),
+    Field("accepted", "draws", "accepted draws (rejection) or final particles below eps "
+                               "(splitting): the G&C sample"),
+    Field("nonfinite", "draws", "draws whose train or gen loss was NaN or inf (never "
+                                "accepted, in no mean)", ("rejection",)),
+    Field("acceptance_rate", "probability", "estimate of p = P(train loss < eps) under the "
+                                            "prior: accepted / draws (rejection), the "
+                                            "splitting estimate (splitting)"),
+    Field("acceptance_ci95", "[lo, hi] probability", "95% interval of p: Wilson (rejection), "
+                                                     "10 ** log10_p_ci95 (splitting)"),
+    Field("log10_p", "log10 probability", "log10 of the estimate of p (splitting: the mean of "
+                                          "the replicates' log10 estimates)"),
+    Field("log10_p_ci95", "[lo, hi] log10 probability", "95% interval of log10 p: of the "
+                                                         "Wilson interval (rejection), t "
+                                                         "interval over replicates (splitting)"),
+    Field("gnc_gen_loss_mean", "gen loss", "G&C gen loss: mean over the accepted draws "
+                                           "(splitting: of the replicates' means)"),
+    Field("gnc_gen_loss_std", "gen loss", "standard deviation over the accepted draws",
+          ("rejection",)),
+    Field("gnc_gen_loss_stderr", "gen loss", "standard error of gnc_gen_loss_mean (splitting: "
+                                             "from the spread of the replicates)"),
+    Field("gnc_message", "", "why the G&C gen loss is missing (nothing accepted)",
+          ("rejection",), column=False),
+    Field("prior_gen_loss_mean", "gen loss", "mean gen loss of prior draws: the chance level"),
+    Field("prior_gen_loss_std", "gen loss", "its standard deviation", ("rejection",)),
+    Field("prior_gen_loss_stderr", "gen loss", "its standard error", ("rejection",)),
+    Field("sampler_used", "", "how draws were generated: the sampler ('auto' resolved; "
+                              "splitting: splitting/<coordinates>)"),
+    Field("seconds", "s", "G&C wall time (the longest process's; resumed runs: all parts)"),
+    Field("samples_per_second", "loss evaluations/s", "draws / seconds"),
+    Field("processes", "", "processes that drew the run", column=False),
+    Field("run_dir", "", "the run directory", column=False),
+    Field("min_nuclear_gen_loss", "gen loss", "gen loss of the minimum nuclear-norm "
+                                              "interpolant (what GD from small init approaches)"),
+    Field("min_nuclear_train_loss", "train loss", "its train loss (0 up to the solver's "
+                                                  "tolerance)", column=False),
+    Field("min_frobenius_gen_loss", "gen loss", "gen loss of the minimum Frobenius-norm "
+                                                "interpolant A^+ y"),
+    Field("min_frobenius_train_loss", "train loss", "its train loss", column=False),
+    Field("gd_gen_loss", "gen loss", "GD's final gen loss, mean over its runs (null if any "
+                                     "diverged or GD did not run)"),
+    Field("gd_gen_loss_runs", "gen loss", "every GD run's final gen loss", column=False),
+    Field("gd_train_loss", "train loss", "GD's final train loss, mean over its runs"),
+    Field("gd_seconds", "s", "GD wall time (a sweep: its vmapped program's time per seed)"),
+    # splitting only
+    Field("log10_p_stderr", "log10 probability", "standard error of log10_p over replicates",
+          ("splitting",)),
+    Field("log10_p_formula_stderr", "log10 probability", "the standard error the level "
+                                                         "formula (1 - q) / (q N) gives",
+          ("splitting",)),
+    Field("log10_p_replicates", "log10 probability", "every replicate's log10 p estimate",
+          ("splitting",), column=False),
+    Field("spread_ratio", "", "replicates' spread of log p over the formula's",
+          ("splitting",)),
+    Field("spread_flag", "", "spread_ratio above 1.5: moves may not decorrelate",
+          ("splitting",)),
+    Field("accepted_per_replicate", "particles", "final particles below eps, per replicate",
+          ("splitting",), column=False),
+    Field("gnc_gen_loss_replicates", "gen loss", "every replicate's mean gen loss below eps",
+          ("splitting",), column=False),
+    Field("particles", "", "particles per replicate (N)", ("splitting",), column=False),
+    Field("replicates", "", "independent particle systems (R)", ("splitting",), column=False),
+    Field("levels", "", "levels of the longest replicate", ("splitting",)),
+    Field("moves_per_level_mean", "sweeps", "moves per particle per level, mean over levels",
+          ("splitting",)),
+    Field("moves_per_level_max", "sweeps", "the most at one level", ("splitting",)),
+    Field("proposals_per_move", "loss evaluations", "loss evaluations per move, mean",
+          ("splitting",)),
+    Field("proposals_per_move_max", "loss evaluations", "the most one move made",
+          ("splitting",)),
+    Field("capped_moves", "moves", "moves that stayed put at the proposal cap", ("splitting",)),
+    Field("final_correlation_max", "", "worst level's decorrelation statistic after its "
+                                       "moves (0: decorrelated, 1: not moved)", ("splitting",)),
+    Field("ancestors_min", "particles", "fewest distinct initial particles left at eps in a "
+                                        "replicate", ("splitting",)),
+    Field("latent", "", "the Gaussian coordinates particles move in", ("splitting",),
+          column=False),
+    Field("move", "", "the move kernel", ("splitting",), column=False),
+    Field("fiber_moves", "", "the moves along the level set made after it",
+          ("splitting",), column=False),
+    Field("converged", "", "every replicate reached eps within the level cap",
+          ("splitting",)),
+    Field("splitting_message", "", "what looks wrong, if anything ('' if nothing)",
+          ("splitting",), column=False),
+)
+BY_NAME = {field.name: field for field in FIELDS}
+LN10 = math.log(10)
+
+
+def complete(summary):
+    """``summary`` checked against the schema: every field of its method present (None
+    where undefined), in schema order; ValueError for a field the schema lacks."""
+    unknown = set(summary) - set(BY_NAME)
+    if unknown:
+        raise ValueError(f"summary fields not in the schema: {', '.join(sorted(unknown))}")
+    method = summary["method"]
+    return {f.name: summary.get(f.name) for f in FIELDS if method in f.methods}
+
+
+def columns():
+    """The result columns of a sweep's results.csv, in order (pairs as ``_lo``, ``_hi``)."""
+    names = []
+    for field in FIELDS:
+        if field.column:
+            names += ([f"{field.name}_lo", f"{field.name}_hi"] if field.unit.startswith("[")
+                      else [field.name])
+    return names
+
+
+def csv_row(summary):
+    """The results.csv values of a summary: pairs split, missing values NaN."""
+    row = {}
+    for field in FIELDS:
+        if not field.column:
+            continue
+        value = summary.get(field.name)
+        if field.unit.startswith("["):
+            lo, hi = value if value is not None else (None, None)
+            row[f"{field.name}_lo"], row[f"{field.name}_hi"] = _number(lo), _number(hi)
+        else:
+            row[field.name] = _number(value)
+    return row
+
+
+def _number(value):
+    return math.nan if value is None else value
+
+
+def log10_interval(lo, hi):
+    """log10 of a probability interval (None where a bound is 0 or missing)."""
+    return [math.log10(v) if v is not None and v > 0 else None for v in (lo, hi)]

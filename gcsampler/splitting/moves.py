@@ -1,0 +1,145 @@
+"""Move kernels of the splitting sampler: Markov steps that leave N(0, I) restricted to
+a level set {z : train_loss(z) < level} invariant.
+
+A move is a :class:`Move`: ``step(key, z, train, gen, level, evaluate, param)`` moves
+one particle (``evaluate(z) -> (train, gen)`` gives a point's losses) and returns
+``(z, train, gen, MoveInfo)``; ``param`` is a runtime number the move may use (pCN's
+step size), retuned between levels by ``adapt(param, acceptance)``. Only ``train <
+level`` is ever asked of a proposal, so the moves are exact for any activation,
+depth, normalization or prior with Gaussian coordinates (:mod:`gcsampler.factorization.latent`).
+A non-finite loss counts as outside.
+
+- ``ess``: elliptical slice sampling (Murray, Adams & MacKay 2010) with the level
+  set's indicator as likelihood: proposals on the ellipse ``z cos t + nu sin t``
+  through z and a fresh normal nu, the angle bracket shrunk towards t = 0 until a
+  proposal falls inside. Always moves, with no step size to tune. Under ``vmap``
+  every lane waits for the slowest, so proposals are capped at ``max_proposals``:
+  a particle that has found no point inside by then stays where it is. The cap
+  keeps the kernel exact: Murray et al.'s reversibility argument pairs each
+  shrinking sequence from z to z' with one of the same length from z' to z, so
+  the transitions of at most ``max_proposals`` proposals are reversible on their
+  own, and staying put with the remaining probability is too.
+- ``pcn``: preconditioned Crank-Nicolson (Cotter et al. 2013), ``sqrt(1 - b^2) z +
+  b nu``, accepted iff inside: a Metropolis step whose proposal is reversible for
+  N(0, I). One proposal per move keeps lanes in lockstep; ``b`` is retuned between
+  levels towards an acceptance of ``PCN_TARGET``.
+- a task may add moves of its own on the same :class:`Move` interface (the
+  factorizations' moves along fibres of the train predictions,
+  :mod:`gcsampler.factorization.fibers`).
+
+A new move goes here: a function returning a :class:`Move`, registered in :data:`MOVES`.
+"""
+
+import functools
+import math
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gcsampler.core.registry import Registry
+
+DEFAULT_MAX_PROPOSALS = 64
+PCN_TARGET = 0.25
+PCN_INITIAL = 0.5
+
+
+class MoveInfo(NamedTuple):
+    """What one move of one particle did."""
+
+    moved: jax.Array      # () bool: the particle is at a new point
+    proposals: jax.Array  # () int32: loss evaluations the move made
+
+
+class Move(NamedTuple):
+    """A move kernel (see the module docstring).
+
+    Attributes:
+      name: label for reports.
+      step: ``(key, z, train, gen, level, evaluate, param) -> (z, train, gen, MoveInfo)``.
+      initial_param: the runtime parameter of the first level.
+      adapt: ``(param, acceptance) -> param`` between levels (acceptance: the
+        fraction of the level's moves that moved).
+    """
+
+    name: str
+    step: Callable
+    initial_param: float
+    adapt: Callable
+
+
+def _keep(param, acceptance):
+    del acceptance
+    return param
+
+
+def elliptical_slice(max_proposals=DEFAULT_MAX_PROPOSALS):
+    """Elliptical slice moves on the level set, at most ``max_proposals`` proposals each."""
+    if not (isinstance(max_proposals, int) and max_proposals >= 1):
+        raise ValueError(f"max_proposals must be a positive integer, got {max_proposals!r}")
+
+    def step(key, z, train, gen, level, evaluate, param):
+        del param
+        key_nu, key_angle = jax.random.split(key)
+        nu = jax.random.normal(key_nu, z.shape, z.dtype)
+
+        def angle(count, lo, hi):
+            return jax.random.uniform(jax.random.fold_in(key_angle, count), (), z.dtype, lo, hi)
+
+        def propose(carry):
+            theta, lo, hi, count, _, z_now, train_now, gen_now = carry
+            candidate = z * jnp.cos(theta) + nu * jnp.sin(theta)
+            t, g = evaluate(candidate)
+            inside = t < level
+            lo = jnp.where(~inside & (theta < 0), theta, lo)
+            hi = jnp.where(~inside & (theta >= 0), theta, hi)
+            return (angle(count + 1, lo, hi), lo, hi, count + 1, inside,
+                    jnp.where(inside, candidate, z_now), jnp.where(inside, t, train_now),
+                    jnp.where(inside, g, gen_now))
+
+        def searching(carry):
+            return ~carry[4] & (carry[3] < max_proposals)
+
+        theta = angle(0, 0.0, 2 * math.pi)
+        start = (theta, theta - 2 * math.pi, theta, jnp.int32(0), jnp.bool_(False), z, train, gen)
+        _, _, _, count, moved, z, train, gen = jax.lax.while_loop(searching, propose, start)
+        return z, train, gen, MoveInfo(moved, count)
+
+    return Move("ess", step, 0.0, _keep)
+
+
+def pcn(initial_step=PCN_INITIAL, target=PCN_TARGET):
+    """Preconditioned Crank-Nicolson moves, step size retuned towards ``target`` acceptance."""
+    if not 0 < initial_step <= 1:
+        raise ValueError(f"initial_step must be in (0, 1], got {initial_step!r}")
+
+    def step(key, z, train, gen, level, evaluate, param):
+        nu = jax.random.normal(key, z.shape, z.dtype)
+        b = jnp.asarray(param, z.dtype)
+        candidate = jnp.sqrt(1 - b * b) * z + b * nu
+        t, g = evaluate(candidate)
+        inside = t < level
+        return (jnp.where(inside, candidate, z), jnp.where(inside, t, train),
+                jnp.where(inside, g, gen), MoveInfo(inside, jnp.int32(1)))
+
+    return Move("pcn", step, float(initial_step), towards(target))
+
+
+def towards(target):
+    """Step-size retuning between levels towards an acceptance of ``target``."""
+
+    def adapt(param, acceptance):
+        return jnp.clip(param * jnp.exp(2.0 * (acceptance - target)), 1e-4, 1.0)
+
+    return adapt
+
+
+# The moves ``--move`` names: name -> a function of no arguments that makes the Move.
+MOVES = Registry("--move", {"ess": elliptical_slice, "pcn": pcn})
+
+
+@functools.lru_cache(maxsize=None)
+def make_move(name):
+    """A registered move by name (one object per name, so equal moves share compiled
+    programs)."""
+    return MOVES.resolve(name)()
