@@ -7,13 +7,15 @@ model and one prior object, one block size and one sample count, so the tests of
 the different modules share compiled kernels instead of each compiling their own.
 """
 
+import functools
 import hashlib
 
 import jax
 import numpy as np
 import pytest
 
-from gcsampler import draws, engine, kernel, models, priors, problems
+from gcsampler.core import keys
+from gcsampler.factorization import models, priors, problems, task
 
 # One small G&C run that most engine tests share.
 SEED = 11
@@ -64,14 +66,14 @@ class Collected:
 
 
 def collect(problem, model, prior, **kwargs):
-    """Run ``engine.guess_and_check`` and keep every accepted row."""
+    """Run the factorization ``guess_and_check`` and keep every accepted row."""
     chunks = []
 
     def on_rows(index, train, gen, matrix):
         chunks.append((np.array(index), np.array(train), np.array(gen), np.array(matrix)))
 
     kwargs.setdefault("sampler", "direct")
-    result = engine.guess_and_check(problem, model, prior, on_rows=on_rows, **kwargs)
+    result = task.guess_and_check(problem, model, prior, on_rows=on_rows, **kwargs)
     return Collected(result, chunks)
 
 
@@ -100,21 +102,26 @@ def shared_runs(sensing_problem, linear_model, gaussian_prior):
     return get
 
 
-_EVALUATE = jax.jit(kernel.evaluate_draws, static_argnums=(0, 1, 2, 7, 8))
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 7))
+def _evaluate(model, prior, sampler, n_train, base, block, ops, labels, log2_block):
+    keys_ = keys.block_keys(base, block, log2_block)
+    train, gen, extras = task.evaluate_draws(model, prior, sampler, n_train, keys_, None, ops,
+                                             labels)
+    return train, gen, extras["matrix"]
 
 
 def direct_evaluation(problem, model, prior, seed, samples, log2_block=LOG2_BLOCK):
     """Train loss, gen loss and matrix of draws 0 .. samples-1, block by block.
 
-    Uses the kernel's per-block evaluation directly (no engine: no scheduling,
-    masking, summing or row buffers), so engine statistics can be checked
+    Uses the task's per-block evaluation directly (no loop: no scheduling,
+    masking, summing or row buffers), so the loop's statistics can be checked
     against plain NumPy reductions of these per-draw values.
     """
     ops, labels = problems.stacked_operators(problem)
-    base = draws.seed_key(seed)
+    base = keys.seed_key(seed)
     n_train = len(problem.train_ops)
-    out = [jax.device_get(_EVALUATE(model, prior, "direct", base, np.uint32(b), ops, labels,
-                                    n_train, log2_block))
+    out = [jax.device_get(_evaluate(model, prior, "direct", n_train, base, np.uint32(b), ops,
+                                    labels, log2_block))
            for b in range(-(-samples // 2**log2_block))]
     train, gen, matrices = (np.concatenate(x)[:samples] for x in zip(*out))
     return train, gen, matrices

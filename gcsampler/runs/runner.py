@@ -28,7 +28,7 @@ SCHEDULING_SETTINGS = ("samples", "batch", "devices")
 def prepare(cfg, objects=None, python=()):
     """The pieces of a validated ``cfg``, checked against its method (ValueError naming
     the flag otherwise); ``objects``/``python`` as for :func:`gcsampler.runs.pieces.build`."""
-    cfg.validate(python)
+    cfg.validate(tuple(python) + tuple(objects or {}))
     built = pieces_lib.build(cfg, python, objects)
     factorization_task.check_pieces(built.problem, built.model, built.prior)
     METHODS[cfg.method].check(cfg, built)
@@ -109,7 +109,7 @@ def prepare_resume(run_dir, given, objects=None):
     python = _python_pieces(rec)
     recorded = _record_config(rec, run_dir)
     previous = record.read_summary(run_dir)
-    renamed = {n for n in pieces_lib.NAMED if n in given or n in (objects or {})}
+    renamed = {n for n in pieces_lib.NAMED if n in given}  # now named MODULE:ATTR
     fixed = [f.name for f in dataclasses.fields(config.RunConfig)
              if f.name in given and f.name not in SCHEDULING_SETTINGS + pieces_lib.NAMED
              and (f.name not in finish.GD_FLAGS or finish.gd_ran(previous))]

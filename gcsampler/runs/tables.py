@@ -25,7 +25,7 @@ def _log10_p(log10_p, lo, hi):
 
 def _gd_rows(s):
     """GD and the reference solutions (factorization runs; none for other tasks)."""
-    if "min_nuclear_gen_loss" not in s and "gd_gen_loss_runs" not in s:
+    if s.get("min_nuclear_gen_loss") is None and s.get("gd_gen_loss_runs") is None:
         return []
     return [
         ("GD gen loss", f"{fmt(s.get('gd_gen_loss'))}"
