@@ -3,7 +3,7 @@
 Fig. 1 of Alexander et al. (2025) trains depth-2 linear factorizations of widths
 5..160, 8 seeds each (a seed is a fresh problem), 1e5 GroupRMSprop steps (lr 1e-4,
 init scale 1e-3). The 8 problems of a width are one compiled program
-(``train_many``, vmapped); the table gives compile and run time per width and the
+(``gd_train_many``, vmapped); the table gives compile and run time per width and the
 total, and the JSON the same.
 
     PYTHONPATH=. python benchmarks/gd.py

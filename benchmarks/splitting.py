@@ -3,15 +3,15 @@
 For each workload (depth 2 on ``matrix_sensing(seed=0)``, Gaussian prior, every
 width x activation) it measures, in one process:
 
-- eps with log p about log(target), for every target: one exploratory splitting
-  run that stops a level or two past the smallest target, read through
-  :func:`gcsampler.estimates.curve`; it has the timed runs' shapes, so it also
+- eps with log10 p about log10(target), for every target: one exploratory
+  splitting run that stops a level or two past the smallest target, read through
+  :func:`gcsampler.splitting_curve`; it has the timed runs' shapes, so it also
   compiles their programs;
 - splitting to that eps: the median wall time of ``--repeats`` runs of one batch
   of ``--replicates`` replicates of ``--particles`` particles, with that run's
-  log p (95% t interval over replicates), levels, moves per level and loss
-  evaluations per second;
-- rejection G&C (``engine.guess_and_check``, the sampler it picks): samples/s at
+  log10 p (95% t interval over replicates), levels, moves per level and loss
+  evaluations per second (the summary's ``samples_per_second``);
+- rejection G&C (``gcsampler.guess_and_check``, the sampler it picks): samples/s at
   the largest target's eps (nearly nothing is accepted, so the rate is that of any
   small eps), warmed up, median of ``--repeats``. It needs about 1/p draws per
   accepted sample, so 1/p / rate seconds, p the timed splitting run's estimate.
@@ -34,7 +34,7 @@ import jax
 import numpy as np
 
 import gcsampler as gcs
-from gcsampler import engine, estimates, splitting
+from gcsampler.splitting.base import DEFAULT_SURVIVAL
 
 DEFAULTS = {  # by backend: (particles, replicates, rejection draws per timing)
     "cpu": (1024, 4, 2**17),
@@ -45,29 +45,30 @@ EXTRA_LEVELS = 2     # levels past the smallest target, so the curve crosses it
 
 
 def find_eps(problem, model, prior, targets, *, particles, replicates, seed=0, **kwargs):
-    """eps with log P(train loss < eps) about log(target), for each target p.
+    """eps with log10 P(train loss < eps) about log10(target), for each target p.
 
     One splitting run with these particles and replicates, stopped a few levels past
     the smallest target (a level keeps at most half the particles, so log p falls by
-    at least log 2 a level); on the curve of log p over the grid thresholds the
-    crossing of each log target is interpolated in log eps. Returns ``(eps list,
-    the run's result)``.
+    at least log 2 a level); on the curve of log10 p over the grid thresholds the
+    crossing of each log10 target is interpolated in log eps (the base of the logs
+    does not change the interpolation). Returns ``(eps list, the run's result)``.
     """
-    kept = math.floor(splitting.DEFAULT_SURVIVAL * particles) / particles
+    kept = math.floor(DEFAULT_SURVIVAL * particles) / particles
     levels = math.ceil(math.log(min(targets)) / math.log(kept)) + EXTRA_LEVELS
-    result = splitting.splitting(problem, model, prior, eps=EXPLORE_EPS, particles=particles,
-                                 replicates=replicates, seed=seed, max_levels=levels, **kwargs)
-    curve = estimates.curve(result)
-    ok = np.isfinite(curve["log_p"]) & (curve["replicates"] == replicates)
-    log_eps, log_p = np.log(curve["eps"][ok]), curve["log_p"][ok]  # ascending in eps
+    result = gcs.multilevel_splitting(problem, model, prior, eps=EXPLORE_EPS,
+                                      particles=particles, replicates=replicates, seed=seed,
+                                      max_levels=levels, **kwargs)
+    curve = gcs.splitting_curve(result)
+    ok = np.isfinite(curve["log10_p"]) & (curve["replicates"] == replicates)
+    log_eps, log10_p = np.log(curve["eps"][ok]), curve["log10_p"][ok]  # ascending in eps
     found = []
     for target in targets:
-        above = np.flatnonzero(log_p >= math.log(target))
+        above = np.flatnonzero(log10_p >= math.log10(target))
         if above.size == 0 or above[0] == 0:
             raise RuntimeError(f"the exploratory run's curve does not cross p = {target:g} "
-                               f"(log p from {log_p.min():.1f} to {log_p.max():.1f})")
+                               f"(log10 p from {log10_p.min():.1f} to {log10_p.max():.1f})")
         i = above[0]
-        t = (math.log(target) - log_p[i - 1]) / (log_p[i] - log_p[i - 1])
+        t = (math.log10(target) - log10_p[i - 1]) / (log10_p[i] - log10_p[i - 1])
         found.append(float(math.exp(log_eps[i - 1] + t * (log_eps[i] - log_eps[i - 1]))))
     return found, result
 
@@ -79,18 +80,19 @@ def timed_splitting(problem, model, prior, eps, *, repeats, seed=1, **kwargs):
     runs = []
     for i in range(repeats):
         start = time.perf_counter()
-        result = splitting.splitting(problem, model, prior, eps=eps, seed=seed + i, **kwargs)
+        result = gcs.multilevel_splitting(problem, model, prior, eps=eps, seed=seed + i,
+                                          **kwargs)
         runs.append((time.perf_counter() - start, result))
     median = statistics.median(t for t, _ in runs)
     _, result = min(runs, key=lambda run: abs(run[0] - median))
-    return median, estimates.summarize(result), result
+    return median, gcs.summarize_splitting(result), result
 
 
 def rejection_rate(problem, model, prior, eps, samples, repeats):
-    """Samples/s of ``engine.guess_and_check`` (its own sampler) at ``eps``: one warm-up
+    """Samples/s of ``gcsampler.guess_and_check`` (its own sampler) at ``eps``: one warm-up
     run, then the median of ``repeats``. Returns ``(rate, sampler name)``."""
     def run(seed):
-        return engine.guess_and_check(problem, model, prior, eps=eps, samples=samples, seed=seed)
+        return gcs.guess_and_check(problem, model, prior, eps=eps, samples=samples, seed=seed)
 
     sampler = run(0).sampler
     times = []
@@ -110,31 +112,31 @@ def measure(problem, label, model, prior, targets, args):
     rows = []
     for target, eps in zip(targets, eps_list):
         seconds, s, _ = timed_splitting(problem, model, prior, eps, repeats=args.repeats, **size)
-        rejection_seconds = math.exp(-s["log_p"]) / rate
+        rejection_seconds = 10.0 ** -s["log10_p"] / rate
         rows.append({
-            "workload": label, "target_p": target, "eps": eps, "log_p": s["log_p"],
-            "log_p_ci95": s["log_p_ci95"], "log10_p": s["log10_p"], "levels": s["levels"],
+            "workload": label, "target_p": target, "eps": eps, "log10_p": s["log10_p"],
+            "log10_p_ci95": s["log10_p_ci95"], "levels": s["levels"],
             "moves_per_level": s["moves_per_level_mean"],
-            "evaluations_per_second": s["evaluations_per_second"],
+            "samples_per_second": s["samples_per_second"],
             "seconds_per_batch": seconds, "rejection_sampler": sampler,
             "rejection_samples_per_second": rate, "rejection_seconds": rejection_seconds,
             "speedup": rejection_seconds / seconds, "spread_ratio": s["spread_ratio"],
             "accepted": s["accepted"], "message": s["splitting_message"]})
-        print(f"measured {label} p={target:g}: eps {eps:.4g}, log p {s['log_p']:.2f}, "
+        print(f"measured {label} p={target:g}: eps {eps:.4g}, log10 p {s['log10_p']:.2f}, "
               f"{seconds:.3g} s", flush=True)
     return rows
 
 
 def print_table(rows, header):
     print("\n" + header)
-    print(f"{'workload':<16} {'target':>7} {'eps':>9} {'log p [95% CI]':>23} {'levels':>6} "
+    print(f"{'workload':<16} {'target':>7} {'eps':>9} {'log10 p [95% CI]':>23} {'levels':>6} "
           f"{'moves/lvl':>9} {'evals/s':>9} {'s/batch':>8} {'rej/s':>9} {'rej s':>9} "
           f"{'speed-up':>9}")
     for r in rows:
-        lo, hi = r["log_p_ci95"]
+        lo, hi = r["log10_p_ci95"]
         print(f"{r['workload']:<16} {r['target_p']:>7.0e} {r['eps']:>9.3g} "
-              f"{r['log_p']:>7.2f} [{lo:>6.2f},{hi:>6.2f}] {r['levels']:>6d} "
-              f"{r['moves_per_level']:>9.1f} {r['evaluations_per_second']:>9.3g} "
+              f"{r['log10_p']:>7.2f} [{lo:>6.2f},{hi:>6.2f}] {r['levels']:>6d} "
+              f"{r['moves_per_level']:>9.1f} {r['samples_per_second']:>9.3g} "
               f"{r['seconds_per_batch']:>8.3g} {r['rejection_samples_per_second']:>9.3g} "
               f"{r['rejection_seconds']:>9.3g} {r['speedup']:>9.3g}")
     for r in rows:

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from absl import app, flags
 
 import gcsampler as gcs
-from gcsampler import problems, samplers
+from gcsampler.factorization import problems
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("grid", "auto", ["auto", "cpu", "gpu"],
@@ -105,7 +105,9 @@ def plain_jax_rate(problem, model, normalize, samples, repeats, batch=2**14):
 
 
 def main(_):
-    grid = FLAGS.grid if FLAGS.grid != "auto" else ("cpu" if jax.default_backend() == "cpu" else "gpu")
+    grid = FLAGS.grid
+    if grid == "auto":
+        grid = "cpu" if jax.default_backend() == "cpu" else "gpu"
     samples = int(FLAGS.samples or (2**17 if grid == "cpu" else 2**28))
     problem = gcs.matrix_sensing(0)
     normals = normal_rate(FLAGS.repeats)
@@ -116,7 +118,7 @@ def main(_):
     for label, model, normalize in workloads(grid):
         prior = gcs.gaussian(normalize)
         per_draw = sum(r * c for r, c in model.layer_shapes)
-        chosen = samplers.make_sampler(model, prior).name
+        chosen = gcs.make_sampler(model, prior).name
         auto = engine_rate(problem, model, prior, "auto", samples, FLAGS.repeats)
         direct = engine_rate(problem, model, prior, "direct", samples, FLAGS.repeats)
         plain = plain_jax_rate(problem, model, normalize, samples, FLAGS.repeats)

@@ -7,8 +7,8 @@
   loss against the threshold, from the prior down to eps, with 95% bands.
 
 ``plot_sweep`` draws a sweep (one setting varied over seeds): per swept value, the median over
-seeds with an inter-quartile bar, as in the paper's figures (a classifier study's figure is
-:mod:`gcsampler.classify.plots`').
+seeds with an inter-quartile bar, as in the paper's figures. ``plot_study`` draws a classifier
+study the same way, one panel per cross-entropy bin.
 """
 
 import math
@@ -271,6 +271,61 @@ def plot_curves(curves, path, *, axis=None, summary=None, title=None, note=None)
     if note:
         fig.text(0.01, 0.005, note, fontsize="x-small", color="dimgray")
     return save_figure(plt, fig, path)
+
+
+def plot_study(rows, out_dir, cfg):
+    """``test_accuracy.png/.pdf`` of a classifier study (a
+    :class:`~gcsampler.runs.classify_study.StudyConfig`): one panel per bin, G&C and the
+    baseline against the training-set size, median over seeds; returns the paths."""
+    title = f"{cfg.task}, {cfg.model}: Guess & Check vs {cfg.baseline.upper()}"
+    note = (f"{cfg.samples:,} draws per cell, {cfg.seeds} seeds, prior {cfg.prior}; "
+            f"{cfg.baseline} stopped at 100% train accuracy below each bin's upper edge")
+    return plot_study_figure(rows, pathlib.Path(out_dir) / "test_accuracy",
+                             baseline=cfg.baseline, title=title, note=note)
+
+
+def plot_study_figure(rows, out_stem, *, baseline, title="", note=""):
+    """Figure of a classifier study: one panel per cross-entropy bin, test accuracy of
+    G&C and of ``baseline`` against the training-set size (median over seeds with an
+    inter-quartile bar; a point from fewer seeds than others is marked ``n=k``).
+    Writes ``out_stem.png`` and ``.pdf`` and returns both."""
+    plt = pyplot()
+    bins = list(dict.fromkeys((row["bin_lo"], row["bin_hi"]) for row in rows))
+    columns = min(4, len(bins))
+    grid = (-(-len(bins) // columns), columns)
+    fig, axes = plt.subplots(*grid, figsize=(3.2 * grid[1], 2.6 * grid[0] + 0.6), sharex=True,
+                             sharey=True, squeeze=False)
+    series = [("G&C", "gnc_test_accuracy", {"color": "red", "marker": "o"})]
+    if baseline != "none":
+        series.append((baseline.upper(), "baseline_test_accuracy", {"color": "black",
+                                                                    "marker": "s"}))
+    for ax, (lo, hi) in zip(axes.flat, bins):
+        cell = [row for row in rows if (row["bin_lo"], row["bin_hi"]) == (lo, hi)]
+        for label, column, style in series:
+            bands = aggregate.median_iqr(cell, "n_train", column)
+            x = np.array([band.value for band in bands], float)
+            median, q25, q75 = np.array([(b.median, b.q25, b.q75) for b in bands]).T
+            ax.errorbar(x, median, yerr=[median - q25, q75 - median], label=label, capsize=3,
+                        **style)
+            most = max(band.n for band in bands)
+            for band in bands:
+                if 0 < band.n < most:
+                    ax.annotate(f"n={band.n}", (band.value, band.median), xytext=(4, 4),
+                                textcoords="offset points", fontsize="x-small",
+                                color=style["color"])
+        ax.axhline(0.5, color="tab:gray", linewidth=0.8, linestyle=":")
+        ax.set_xticks(sorted({row["n_train"] for row in rows}))
+        ax.set_title(f"train CE in [{lo:g}, {hi:g})", fontsize="small")
+    for ax in axes.flat[len(bins):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("training examples")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test accuracy")
+    axes.flat[0].legend(fontsize="small")
+    fig.suptitle(title + (f"\n{note}" if note else ""), fontsize="medium")
+    fig.tight_layout()
+    return save_figure(plt, fig, out_stem)
 
 
 # The figure of a run, by the ``figure`` its method names.

@@ -13,6 +13,7 @@ cd "$repo"
 run_command=$(grep -m1 '^pip install -e \. && gcsampler run' README.md)
 test_command=$(grep -m1 "^pip install -e '.\[test\]'" README.md)
 echo "== $run_command"
-(cd "$repo" && pip install --quiet -e . && cd "$scratch" && eval "${run_command#pip install -e . && }")
+(cd "$repo" && pip install --quiet -e . \
+  && cd "$scratch" && eval "${run_command#pip install -e . && }")
 echo "== $test_command"
 eval "$test_command"

@@ -29,7 +29,8 @@ for preset in $presets; do
   else
     echo "== $preset"
     start=$SECONDS
-    $gcsampler sweep --preset "$preset" --scale "$scale" --out "$out/$preset" | tee "$out/$preset.txt"
+    $gcsampler sweep --preset "$preset" --scale "$scale" --out "$out/$preset" \
+      | tee "$out/$preset.txt"
     echo "$preset: $((SECONDS - start)) s" | tee -a "$out/timings.txt"
   fi
   for figure in "$out/$preset"/gen_loss.{png,pdf} "$out/$preset"/acceptance_rate.{png,pdf}; do

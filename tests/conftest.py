@@ -102,7 +102,7 @@ def shared_runs(sensing_problem, linear_model, gaussian_prior):
     return get
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 7))
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 8))
 def _evaluate(model, prior, sampler, n_train, base, block, ops, labels, log2_block):
     keys_ = keys.block_keys(base, block, log2_block)
     train, gen, extras = task.evaluate_draws(model, prior, sampler, n_train, keys_, None, ops,

@@ -13,11 +13,10 @@ import jax
 import numpy as np
 
 from gcsampler import plots
-from gcsampler.classify import study
 from gcsampler.cli import flags
 from gcsampler.cli.flags import UsageError
-from gcsampler.runs import (aggregate, api, config, distributed, files, presets, runner, sweep,
-                            sweep_results)
+from gcsampler.runs import (aggregate, api, classify_study, config, distributed, files,
+                            presets, runner, sweep, sweep_results)
 from gcsampler.runs.methods import METHODS
 
 
@@ -200,7 +199,7 @@ def sweep_command(args, values):
 
 def classify_command(args, values):
     if values.list_presets:
-        print(study.preset_listing())
+        print(classify_study.preset_listing())
         return 0
     every = _checkpoint_every(values, "classify")
     if values.resume is not None:
@@ -210,27 +209,27 @@ def classify_command(args, values):
     _check_devices(cfg.devices, command="classify")
     name = values.preset or cfg.task
     out = _out_dir(values, f"classify-{name}")
-    _print_study(_run_study(cfg, out, every, resume=False), out)
+    _print_study(_run_study(cfg, out, every, resume=False), out, cfg)
     return 0
 
 
 def _run_study(cfg, out, every, resume):
     try:
-        todo = study.make_cells(cfg)
+        todo = classify_study.make_cells(cfg)
     except (ValueError, ImportError) as err:  # ImportError: digits without scikit-learn
         raise UsageError(f"gcsampler classify: {err}") from None
-    return study.run(cfg, out, cells=todo, resume=resume, checkpoint_every=every)
+    return classify_study.run(cfg, out, cells=todo, resume=resume, checkpoint_every=every)
 
 
 def _resume_study(values, every):
     """`gcsampler classify --resume STUDY`: continue STUDY (--batch and --devices may
-    change, other flags must agree with its study.json)."""
+    change, other flags must agree with its classify_study.json)."""
     if values.out is not None or values.preset is not None:
         raise UsageError("gcsampler classify: --out and --preset cannot be combined with "
                          "--resume (a resumed study keeps its directory and settings)")
     out = pathlib.Path(values.resume)
-    recorded = study.load_config(out)
-    fields = [f.name for f in dataclasses.fields(study.StudyConfig)]
+    recorded = classify_study.load_config(out)
+    fields = [f.name for f in dataclasses.fields(classify_study.StudyConfig)]
     given = _study_settings(values, [name for name in fields if values[name].present])
     changed = [name for name, value in given.items()
                if name not in ("batch", "devices") and value != getattr(recorded, name)]
@@ -243,19 +242,22 @@ def _resume_study(values, every):
                                            if k in ("batch", "devices")})
     _join(values, "classify")
     _check_devices(cfg.devices, command="classify")
-    _print_study(_run_study(cfg, out, every, resume=True), out)
+    _print_study(_run_study(cfg, out, every, resume=True), out, cfg)
     return 0
 
 
-def _print_study(rows, out):
+def _print_study(rows, out, cfg):
     team = distributed.team()
     if not team.leader:
         print(f"process {team.process} of {team.processes}: done; process 0 reports the "
               f"results of {out}")
         return
-    print(study.table(rows))
-    print(f"results: {out / study.RESULTS_FILE}")
-    for path in sorted(out.glob("test_accuracy.*")):
+    print(classify_study.table(rows))
+    print(f"results: {out / classify_study.RESULTS_FILE}")
+    if not plots.available():
+        print(plots.INSTALL_HINT)
+        return
+    for path in plots.plot_study(rows, out, cfg):
         print(f"figure: {path}")
 
 
@@ -263,15 +265,15 @@ def classify_config(values):
     """The StudyConfig of parsed `classify` flags: preset, then the flags given."""
     settings = {}
     if values.preset is not None:
-        if values.preset not in study.PRESETS:
+        if values.preset not in classify_study.PRESETS:
             raise UsageError(f"gcsampler classify: --preset must be one of "
-                             f"{', '.join(study.PRESETS)}, got {values.preset!r}")
-        settings.update(study.PRESETS[values.preset][1])
-    fields = [f.name for f in dataclasses.fields(study.StudyConfig)]
+                             f"{', '.join(classify_study.PRESETS)}, got {values.preset!r}")
+        settings.update(classify_study.PRESETS[values.preset][1])
+    fields = [f.name for f in dataclasses.fields(classify_study.StudyConfig)]
     settings.update(_study_settings(values, [name for name in fields if values[name].present
                                              or name not in settings]))
     try:
-        return study.StudyConfig(**settings).validate()
+        return classify_study.StudyConfig(**settings).validate()
     except ValueError as err:
         raise UsageError(f"gcsampler classify: {err}") from None
 

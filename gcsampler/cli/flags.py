@@ -11,10 +11,10 @@ import sys
 
 from absl import flags
 
-from gcsampler.classify import data, networks, study
+from gcsampler.classify import data, networks
 from gcsampler.factorization import gd
 from gcsampler.factorization.samplers import CHOICES as SAMPLER_CHOICES
-from gcsampler.runs import aggregate, presets, sweep
+from gcsampler.runs import aggregate, classify_study, presets, sweep
 from gcsampler.runs.checkpoint import DEFAULT_EVERY
 from gcsampler.runs.config import RunConfig
 from gcsampler.runs.methods import METHODS
@@ -81,7 +81,7 @@ def _study_control_rows():
     resume = ("resume", "string", None,
               "Continue the study in this directory: finished cells are kept, the cell in "
               "progress continues from its checkpoint, with the same results as a study "
-              "without a stop. Its settings come from its study.json; --batch and --devices "
+              "without a stop. Its settings come from its classify_study.json; --batch and --devices "
               "may differ.")
     return (resume, *(row for row in RUN_CONTROL_FLAGS if row[0] != "resume"))
 
@@ -130,7 +130,7 @@ def sweep_flag_rows():
 
 def classify_flag_rows():
     """`gcsampler classify` flags: the study's settings, a preset, the output and control."""
-    d = study.StudyConfig()
+    d = classify_study.StudyConfig()
     bins = ",".join(f"{lo:g}:{hi:g}" for lo, hi in d.bins)
     return (
         ("preset", "string", None, "Run one of the paper-shaped studies (see --list_presets); "
@@ -143,7 +143,7 @@ def classify_flag_rows():
         ("seeds", "integer", d.seeds, "Data seeds per size: seed s is a fresh train/test split "
                                       "and the G&C seed."),
         ("model", "enum", d.model, "Network: an MLP, a linear model or a LeNet-style CNN "
-                                   "(images).", study.MODELS),
+                                   "(images).", classify_study.MODELS),
         ("depth", "integer", d.depth, "Hidden layers of the MLP."),
         ("width", "integer", d.width, "Units per hidden layer of the MLP."),
         ("activation", "enum", d.activation, "MLP activation.", tuple(networks.ACTIVATIONS)),
@@ -160,7 +160,7 @@ def classify_flag_rows():
         ("baseline", "enum", d.baseline, "Baseline on the same network (SGD, Adam, or greedy "
                                          "random search, a zeroth-order method), stopped at 100% "
                                          "training accuracy below each bin's upper edge.",
-         study.BASELINES),
+         classify_study.BASELINES),
         ("baseline_lr", "float", d.baseline_lr, "Baseline learning rate (random_search: the "
                                                 "proposal scale sigma)."),
         ("baseline_steps", "integer", d.baseline_steps, "Most baseline steps (full batch)."),

@@ -93,6 +93,21 @@ def factorization(n_rows, n_cols, depth, width, activation="linear", leaky_slope
     return Factorization(**sizes, activation=fn, activation_name=label)
 
 
+def check_activation(model):
+    """Raise ValueError unless the model's activation maps a float32 array to one of the
+    same shape and dtype (traced abstractly, so any JAX function is tried, not run)."""
+    hidden = jax.ShapeDtypeStruct((model.n_rows, model.width), jnp.float32)
+    try:
+        out = jax.eval_shape(model.activation, hidden)
+    except Exception as err:  # a user function that cannot be traced
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"activation {model.activation_name!r} cannot be applied to a "
+                         f"float32 array ({reason})") from None
+    if getattr(out, "shape", None) != hidden.shape or getattr(out, "dtype", None) != hidden.dtype:
+        raise ValueError(f"activation {model.activation_name!r} must be elementwise: it maps a "
+                         f"float32 {hidden.shape} array to {out}")
+
+
 def end_to_end(model, layers):
     """The end-to-end matrix of one weight setting (a sequence of layer matrices)."""
     h = layers[0]

@@ -4,7 +4,7 @@ A problem is fixed data (no randomness at sampling time): stacked train and test
 operators, each flattened to a row of length ``n_rows * n_cols``, and their labels.
 Problems are generated on the host in float64 NumPy from a problem seed, so the
 same seed gives the same problem on every machine, then cast to float32 for the
-device. Conventions follow Alexander et al. (NeurIPS 2025), see the README.
+device. Conventions follow Alexander et al. (NeurIPS 2025), see docs/conventions.md.
 """
 
 from typing import NamedTuple
@@ -103,7 +103,11 @@ def make_problem(task, **kwargs):
         return made
     if not callable(made):
         raise ValueError(f"--task {task} is neither a Problem nor a function that makes one")
-    problem = made(**kwargs)
+    try:
+        problem = made(**kwargs)
+    except TypeError as err:
+        raise ValueError(f"--task {task} cannot make a problem from matrix_sensing's "
+                         f"arguments ({err})") from None
     if not isinstance(problem, Problem):
         raise ValueError(f"--task {task} returned {type(problem).__name__}, not a Problem")
     return problem

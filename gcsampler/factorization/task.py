@@ -56,11 +56,12 @@ def evaluate_draws(model, prior, sampler, n_train, keys_, chunk, ops, labels):
 
 
 def check_pieces(problem, model, prior):
-    """Raise ValueError unless the model is the problem's shape and the prior draws its
-    layers (right shapes and dtypes, finite values)."""
+    """Raise ValueError unless the model is the problem's shape, its activation is
+    elementwise and the prior draws its layers (right shapes and dtypes, finite values)."""
     if (model.n_rows, model.n_cols) != (problem.n_rows, problem.n_cols):
         raise ValueError(f"model is {model.n_rows}x{model.n_cols} but the problem's matrix is "
                          f"{problem.n_rows}x{problem.n_cols}")
+    models.check_activation(model)
     priors.check_prior(prior, model)
 
 

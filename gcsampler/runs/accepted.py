@@ -53,12 +53,6 @@ def _spec(run_dir, name: str) -> dict:
     return {"driver": "zarr", "kvstore": {"driver": "file", "path": str(path)}}
 
 
-def accepted_layout(n_rows: int, n_cols: int) -> dict[str, tuple[str, tuple]]:
-    """The accepted arrays of a factorization run: dtype and shape of one row of each."""
-    return {"index": ("<u8", ()), "train_loss": ("<f4", ()), "gen_loss": ("<f4", ()),
-            "matrix": ("<f4", (n_rows, n_cols))}
-
-
 class AcceptedWriter:
     """Appends accepted draws to the zarr arrays under ``run_dir/accepted/``.
 

@@ -87,13 +87,7 @@ def load(run_dir, log2_block, template, first_block=0):
 
     Raises RunDirError if the file is damaged or belongs to other settings.
     """
-    path = pathlib.Path(run_dir) / FILE
-    if not path.is_file():
-        return None
-    arrays = files.load_arrays(path)
-    try:
-        if str(arrays["format"]) != FORMAT:
-            raise ValueError(f"format {arrays['format']}, expected {FORMAT}")
+    def parse(arrays):
         if int(arrays["log2_block"]) != log2_block:
             raise ValueError(f"log2_block {int(arrays['log2_block'])}, the run's is {log2_block}")
         totals = totals_lib.restore(template, {name[len(_TOTALS):]: value
@@ -103,9 +97,24 @@ def load(run_dir, log2_block, template, first_block=0):
         if totals.drawn != (snapshot.block - first_block) * 2**log2_block:
             raise ValueError(f"{totals.drawn} draws in blocks {first_block} to {snapshot.block}")
         return Checkpoint(snapshot, float(arrays["seconds"]))
-    except (KeyError, TypeError, ValueError) as err:
+
+    return read(pathlib.Path(run_dir) / FILE, FORMAT, parse, "draw the run again")
+
+
+def read(path, format_name, parse, again):
+    """``parse(arrays)`` of the checkpoint file ``path`` of format ``format_name``, or None
+    if there is none; RunDirError (saying that deleting it lets the run ``again`` from the
+    start) if it is damaged or not of this run (``parse`` raises KeyError or ValueError)."""
+    if not path.is_file():
+        return None
+    arrays = files.load_arrays(path)
+    try:
+        if str(arrays["format"]) != format_name:
+            raise ValueError(f"format {arrays['format']}, expected {format_name}")
+        return parse(arrays)
+    except (KeyError, IndexError, TypeError, ValueError) as err:
         raise files.RunDirError(f"{path} is damaged or not from this run ({err}); delete it to "
-                                f"draw the run again from the start") from None
+                                f"{again} from the start") from None
 
 
 class Stopped(Exception):

@@ -7,7 +7,7 @@ GD lr 1e-2 for 2e4 steps from an init scale that grows with depth), with 8 seeds
 per setting, each seed a fresh problem, and one GD run per seed. The ablations
 change one thing each. A preset exists for every figure and each of the paper's
 three activations: ``fig1-linear``, ``fig2-tanh``, ``fig9-leaky_relu`` and so on.
-Settings follow the paper's published code (see the README's Conventions).
+Settings follow the paper's published code (see docs/conventions.md).
 """
 
 import dataclasses

@@ -75,12 +75,14 @@ def plan(task, settings, team):
                      devices=settings.device_count, log2_block=settings.log2_block)
 
 
-def resolved(schedule):
-    """What ``config.json`` records of a schedule, with the versions and hardware."""
-    return {"resolved": {"batch": schedule.batch, "blocks_per_step": schedule.blocks,
-                         "draws_at_once": schedule.chunk, "steps_per_call": schedule.steps,
-                         "devices": len(schedule.devices), "block_size": schedule.block_size},
-            **record.versions(schedule.devices)}
+def _write_config(run_dir, config, team, schedule):
+    """``config.json``: ``config``, the processes, the schedule, the versions and hardware."""
+    files.write_json(run_dir / record.CONFIG_FILE, {
+        **config, "processes": team.processes,
+        "resolved": {"batch": schedule.batch, "blocks_per_step": schedule.blocks,
+                     "draws_at_once": schedule.chunk, "steps_per_call": schedule.steps,
+                     "devices": len(schedule.devices), "block_size": schedule.block_size},
+        **record.versions(schedule.devices)})
 
 
 def display(settings, team, stream, done_before=0):
@@ -107,8 +109,7 @@ def run_task(task, run_dir, settings, config, *, stream, on_progress, checkpoint
     def create():
         if team.leader:
             files.create_run_dir(run_dir)
-            files.write_json(run_dir / record.CONFIG_FILE,
-                             {**config, "processes": team.processes, **resolved(schedule)})
+            _write_config(run_dir, config, team, schedule)
 
     distributed.together(team, create)
     with distributed.together(team, lambda: files.claim_part(run_dir, team.process,
@@ -141,8 +142,7 @@ def continue_task(task, run_dir, settings, config, *, stream, checkpoint_every, 
         def prepare():
             if team.leader:
                 files.remove_temporaries(run_dir)
-                files.write_json(run_dir / record.CONFIG_FILE,
-                                 {**config, "processes": team.processes, **resolved(schedule)})
+                _write_config(run_dir, config, team, schedule)
 
         try:
             distributed.together(team, prepare)

@@ -16,7 +16,9 @@ from typing import NamedTuple
 import jax
 
 from gcsampler.factorization import samplers, task as factorization_task
-from gcsampler.runs import config, distributed, files, finish, pieces as pieces_lib, record
+from gcsampler.core.registry import is_reference
+from gcsampler.runs import (config, distributed, files, finish, pieces as pieces_lib, record,
+                            rejection_run)
 from gcsampler.runs.checkpoint import DEFAULT_EVERY
 from gcsampler.runs.methods import METHODS
 
@@ -109,24 +111,24 @@ def prepare_resume(run_dir, given, objects=None):
     python = _python_pieces(rec)
     recorded = _record_config(rec, run_dir)
     previous = record.read_summary(run_dir)
-    renamed = {n for n in pieces_lib.NAMED if n in given}  # now named MODULE:ATTR
+    # A piece named again by a reference (or given as an object) is checked by its probes;
+    # one named by another registered name is a changed setting like any other.
+    by_probes = {n for n in pieces_lib.NAMED
+                 if n in python or is_reference(given.get(n)) or n in (objects or {})}
     fixed = [f.name for f in dataclasses.fields(config.RunConfig)
-             if f.name in given and f.name not in SCHEDULING_SETTINGS + pieces_lib.NAMED
+             if f.name in given and f.name not in SCHEDULING_SETTINGS + ("sampler",)
+             and f.name not in by_probes
              and (f.name not in finish.GD_FLAGS or finish.gd_ran(previous))]
     cfg = dataclasses.replace(recorded, **given)
+    _refuse_changes(run_dir, given, [n for n in fixed if getattr(cfg, n) != getattr(recorded, n)],
+                    dataclasses.asdict(recorded))
+    renamed = {n for n in pieces_lib.NAMED if n in given}  # now named MODULE:ATTR
     pieces = prepare(cfg, objects, tuple(n for n in python if n not in renamed))
     pieces_lib.check_same(rec.get("pieces", {}), pieces)
-    ran, now = dataclasses.asdict(recorded), dataclasses.asdict(cfg)
-    if "sampler" in rec["task"]:  # compare the samplers as resolved ('auto' is one)
-        ran["sampler"] = rec["task"]["sampler"]
-        now["sampler"] = samplers.resolve(pieces.model, pieces.prior, cfg.sampler)
-    changed = [name for name in fixed if now[name] != ran[name]]
-    if changed:
-        ours = " ".join(f"--{name}={given[name]}" for name in changed)
-        theirs = " ".join(f"--{name}={ran[name]}" for name in changed)
-        raise ValueError(f"cannot resume {run_dir} with {ours}: it ran with {theirs}, and "
-                         f"changing that would change results it already has; start a new "
-                         f"run instead")
+    if "sampler" in given and "sampler" in rec["task"]:  # compared as resolved ('auto' is one)
+        now = samplers.resolve(pieces.model, pieces.prior, cfg.sampler)
+        if now != rec["task"]["sampler"]:
+            _refuse_changes(run_dir, given, ["sampler"], {"sampler": rec["task"]["sampler"]})
     if cfg.samples < recorded.samples:
         raise ValueError(f"cannot resume {run_dir} with --samples={cfg.samples}: it has "
                          f"--samples={recorded.samples}, and a resumed run can only draw more")
@@ -145,6 +147,16 @@ def prepare_resume(run_dir, given, objects=None):
     return Resumption(run_dir, cfg, rec, previous), pieces
 
 
+def _refuse_changes(run_dir, given, changed, ran):
+    """ValueError naming the given settings that would change results the run has."""
+    if changed:
+        ours = " ".join(f"--{name}={given[name]}" for name in changed)
+        theirs = " ".join(f"--{name}={ran[name]}" for name in changed)
+        raise ValueError(f"cannot resume {run_dir} with {ours}: it ran with {theirs}, and "
+                         f"changing that would change results it already has; start a new "
+                         f"run instead")
+
+
 def resume(resumption, pieces, stream=None, checkpoint_every=DEFAULT_EVERY):
     """Continue a run checked by :func:`prepare_resume`: G&C from its last checkpoint
     unless it has finished, then GD if it has not run. Returns the summary dict.
@@ -156,29 +168,62 @@ def resume(resumption, pieces, stream=None, checkpoint_every=DEFAULT_EVERY):
     stream = stream if stream is not None else sys.stderr
     r = resumption
     if r.gnc_done:
+        _record_settings(r)
         summary = {**r.previous, "run_dir": str(r.run_dir)}
     else:
         summary = r.method.resume(r, pieces, stream=stream, checkpoint_every=checkpoint_every)
     return _finish(r.cfg, pieces, summary, stream)
 
 
+def _record_settings(r):
+    """Record the settings a finished G&C goes on with (GD's may have changed), holding
+    the run's lock, as a continued G&C does."""
+    team = distributed.team()
+    with distributed.together(team, lambda: files.claim_part(r.run_dir, team.process,
+                                                             team.processes)):
+        def write():
+            if team.leader:
+                files.remove_temporaries(r.run_dir)
+                files.write_json(r.run_dir / record.CONFIG_FILE,
+                                 {**r.record, "settings": dataclasses.asdict(r.cfg)})
+
+        distributed.together(team, write)
+
+
 def read_run(run_dir):
     """``(record, summary)`` of any run directory (a factorization's, a model task's, a
     classifier cell's), with one-line errors for foreign or damaged ones; the summary is
     None until G&C has finished (see :func:`unfinished_message`)."""
+    run_dir = pathlib.Path(run_dir)
     rec = record.read_config(run_dir)
-    METHODS.check(rec["method"])
+    try:
+        METHODS.check(rec["method"])
+    except ValueError as err:
+        raise files.RunDirError(f"{run_dir}/config.json: {err}") from None
+    _check_settings(rec, run_dir)
     summary = record.read_summary(run_dir)
     finished = summary is not None and METHODS[rec["method"]].finished(rec["settings"], summary)
     return rec, summary if finished else None
 
 
+def _check_settings(rec, run_dir):
+    """RunDirError unless the record's settings are valid (a factorization's, or a task's
+    loop settings)."""
+    if rec["task"].get("kind") == "factorization":
+        _record_config(rec, run_dir)
+        return
+    try:
+        config.RunConfig(**rejection_run.loop_settings(rec["settings"])._asdict()).validate()
+    except (KeyError, TypeError, ValueError) as err:
+        raise files.RunDirError(f"{run_dir}/config.json has invalid settings ({err})") from None
+
+
 def load_run(run_dir):
-    """``(config, summary)`` of a factorization run directory (:func:`read_run`). The
-    config's sampler is the one the run resolved and used."""
+    """``(config, summary)`` of a factorization run directory (:func:`read_run`), the
+    config as it was given (``sampler`` may be 'auto': the summary's ``sampler_used``
+    and the record's ``task`` say which one drew)."""
     rec, summary = read_run(run_dir)
-    cfg = _record_config(rec, pathlib.Path(run_dir))
-    return dataclasses.replace(cfg, sampler=rec["task"].get("sampler", cfg.sampler)), summary
+    return _record_config(rec, pathlib.Path(run_dir)), summary
 
 
 def unfinished_message(run_dir):
@@ -226,4 +271,4 @@ def regenerate(run_dir, index, objects=None):
         raise ValueError(f"--index must be in [0, {cfg.samples - 1}] for this run, got {index}")
     pieces = pieces_lib.build(cfg, _python_pieces(rec), objects)
     return factorization_task.regenerate(pieces.model, pieces.prior, cfg.seed, index,
-                                         cfg.sampler)
+                                         rec["task"]["sampler"])

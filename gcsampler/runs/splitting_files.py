@@ -23,7 +23,7 @@ import pathlib
 import numpy as np
 
 from gcsampler.core.intervals import t_interval
-from gcsampler.runs import accepted, files
+from gcsampler.runs import accepted, checkpoint, files
 from gcsampler.splitting.base import LevelInfo, State
 from gcsampler.splitting.results import Snapshot, SplittingResult
 from gcsampler.threshold.statistics import float32_threshold
@@ -102,22 +102,16 @@ def save_checkpoint(part, snapshot, state):
 def load_checkpoint(part):
     """The :class:`~gcsampler.splitting.results.Snapshot` of ``part``'s checkpoint (None:
     none yet); RunDirError if it is damaged."""
-    path = pathlib.Path(part) / CHECKPOINT_FILE
-    if not path.is_file():
-        return None
-    arrays = files.load_arrays(path)
-    try:
-        if str(arrays["format"]) != CHECKPOINT_FORMAT:
-            raise ValueError(f"format {arrays['format']}, expected {CHECKPOINT_FORMAT}")
+    def parse(arrays):
         level = int(arrays["level"])
         stacked = [arrays[f"levels_{name}"] for name in LevelInfo._fields]
         levels = tuple(LevelInfo(*(field[i] for field in stacked)) for i in range(level))
         state = State(*(arrays[f"state_{name}"] for name in State._fields))
         return Snapshot(level, state, levels, int(arrays["evaluations"]),
                         float(arrays["seconds"]))
-    except (KeyError, IndexError, ValueError) as err:
-        raise files.RunDirError(f"{path} is damaged or not from this run ({err}); delete it "
-                                f"to run the splitting again from the start") from None
+
+    return checkpoint.read(pathlib.Path(part) / CHECKPOINT_FILE, CHECKPOINT_FORMAT, parse,
+                           "run the splitting again")
 
 
 def write_curve(run_dir, curve):

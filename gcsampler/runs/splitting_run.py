@@ -95,8 +95,14 @@ def _resume(resumption, pieces, *, stream, checkpoint_every):
     with distributed.together(team, lambda: files.claim_part(r.run_dir, team.process,
                                                              team.processes)):
         start = splitting_files.load_checkpoint(part)
-        if team.leader:
-            files.remove_temporaries(r.run_dir)
+
+        def prepare():
+            if team.leader:
+                files.remove_temporaries(r.run_dir)
+                files.write_json(r.run_dir / record.CONFIG_FILE,
+                                 config_record(r.cfg, pieces, r.run_dir, team.processes))
+
+        distributed.together(team, prepare)
         at = f"after level {start.level}" if start else "from its start (no checkpoint yet)"
         stream.write(f"gcsampler: resuming {r.run_dir} {at}{_share_text(share, team)}\n")
         on_level = _display(r.cfg, stream, share, team, start)

@@ -129,59 +129,6 @@ def _parse_value(axis, kind, item):
     return item
 
 
-def field_types():
-    """RunConfig field name -> the Python type of its values."""
-    kinds = {}
-    for field in dataclasses.fields(config.RunConfig):
-        default = field.default
-        kinds[field.name] = int if field.name == "batch" else type(default)
-    return kinds
-
-
-def parse_values(axis, text):
-    """The values of ``--vary AXIS=V1,V2,...`` typed like the setting; ValueError if bad."""
-    kinds = field_types()
-    check_axis(axis)
-    items = [item.strip() for item in text.split(",")]
-    if not text.strip() or not all(items):
-        raise ValueError(f"--vary {axis}= needs a comma-separated list of values, got {text!r}")
-    values = tuple(_parse_value(axis, kinds[axis], item) for item in items)
-    if len(set(values)) != len(values):
-        raise ValueError(f"--vary {axis}= lists a value twice: {text!r}")
-    return values
-
-
-def check_axis(axis):
-    """ValueError unless ``axis`` is a setting a sweep may vary."""
-    kinds = field_types()
-    if axis not in kinds or axis in NOT_SWEEPABLE:
-        allowed = ", ".join(k for k in kinds if k not in NOT_SWEEPABLE)
-        raise ValueError(f"--vary must name a setting ({allowed}); seeds come from --seeds, "
-                         f"got {axis!r}")
-
-
-def _parse_value(axis, kind, item):
-    if kind is bool:
-        lowered = item.lower()
-        if lowered not in ("true", "false", "1", "0"):
-            raise ValueError(f"--vary {axis}= takes true or false, got {item!r}")
-        return lowered in ("true", "1")
-    if kind is int:
-        try:
-            number = float(item)
-        except ValueError:
-            number = math.nan
-        if not (math.isfinite(number) and number == int(number)):
-            raise ValueError(f"--vary {axis}= takes integers (1e8 is fine), got {item!r}")
-        return int(number)
-    if kind is float:
-        try:
-            return float(item)
-        except ValueError:
-            raise ValueError(f"--vary {axis}= takes numbers, got {item!r}") from None
-    return item
-
-
 def expand(spec, problem=None, model=None, prior=None):
     """The sweep's cells in run order (values outer, seeds inner), each config validated
     and its pieces built (``problem``, ``model``, ``prior``: objects, or functions of a

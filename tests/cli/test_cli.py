@@ -1,0 +1,303 @@
+"""The command line end to end: a real run in a subprocess, read back from disk,
+report and regenerate, and one-line errors for bad input."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorstore as ts
+
+from gcsampler import cli
+from gcsampler.factorization import problems
+from gcsampler.runs import accepted, files
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SMALL_RUN = ["--width", "5", "--depth", "2", "--eps", "0.1", "--samples", "2e4",
+             "--log2_block", "10", "--gd_steps", "400", "--gd_log_every", "100", "--gd_runs", "2",
+             "--gd_lr", "1e-2", "--gd_init_scale", "1e-2"]
+
+
+def gcsampler(*args, cwd):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "gcsampler", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def finished(command, tmp_path_factory, *flags, out="run1"):
+    """``gcsampler COMMAND FLAGS --out OUT`` run to the end in a fresh directory:
+    (that directory, the output directory, the finished process)."""
+    cwd = tmp_path_factory.mktemp(command)
+    proc = gcsampler(command, *flags, "--out", out, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return cwd, cwd / out, proc
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    return finished("run", tmp_path_factory, *SMALL_RUN)
+
+
+def test_run_prints_progress_and_table(finished_run):
+    _, run_dir, proc = finished_run
+    assert "G&C" in proc.stderr and "samples/s" in proc.stderr and "ETA" in proc.stderr
+    for label in ("acceptance", "G&C gen loss", "prior gen loss", "GD gen loss", "throughput",
+                  "run directory"):
+        assert label in proc.stdout
+    assert str(run_dir.name) in proc.stdout
+
+
+def test_run_directory_contents(finished_run):
+    _, run_dir, _ = finished_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in ("draws", "accepted", "acceptance_rate", "acceptance_ci95", "gnc_gen_loss_mean",
+                "gnc_gen_loss_stderr", "prior_gen_loss_mean", "gd_gen_loss", "nonfinite",
+                "samples_per_second"):
+        assert key in summary
+    assert summary["draws"] == 20000
+    assert 0 < summary["accepted"] < 20000
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["settings"]["width"] == 5 and config["settings"]["samples"] == 20000
+    assert config["jax_version"] and config["backend"] == "cpu" and config["gcsampler_version"]
+
+    # The accepted rows, read with tensorstore directly, are consistent with the problem.
+    def read(name):
+        spec = {"driver": "zarr",
+                "kvstore": {"driver": "file", "path": str(run_dir / "accepted" / name)}}
+        return ts.open(spec).result().read().result()
+
+    index, train, gen, matrix = (read(n) for n in ("index", "train_loss", "gen_loss", "matrix"))
+    assert index.dtype == np.uint64 and len(index) == summary["accepted"]
+    assert np.all(np.diff(index.astype(np.int64)) > 0) and np.all(train < 0.1)
+    problem = problems.matrix_sensing(0)
+    ref_train, ref_gen = problems.losses(problem, matrix)
+    np.testing.assert_allclose(train, ref_train, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(gen, ref_gen, rtol=1e-4, atol=1e-6)
+    assert np.isclose(summary["gnc_gen_loss_mean"], gen.astype(np.float64).mean(), rtol=1e-9)
+
+    statistics = files.load_arrays(run_dir / "statistics.npz")
+    assert statistics["bin_count"].sum() == summary["draws"] - summary["nonfinite"]
+    assert statistics["hist_log10_train_gen"].sum() == summary["draws"] - summary["nonfinite"]
+    curves = files.load_arrays(run_dir / "gd.npz")
+    assert curves["train_loss"].shape == (2, 5)
+    assert np.isclose(summary["gd_gen_loss"], curves["final_gen_loss"].mean())
+
+
+def test_run_writes_figures(finished_run):
+    _, run_dir, proc = finished_run
+    for name in ("losses.png", "gd_curves.png"):
+        data = (run_dir / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 10_000
+        assert f"figure: {run_dir.name}/{name}" in proc.stdout
+
+
+def test_report_and_rethreshold(finished_run):
+    cwd, run_dir, _ = finished_run
+    proc = gcsampler("report", str(run_dir), "--eps", "0.05", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    assert "acceptance" in proc.stdout and "from accepted rows" in proc.stdout
+    rows = accepted.read_accepted(run_dir)
+    expected = int(np.sum(rows["train_loss"] < np.float32(0.05)))
+    assert f"accepted {expected:,}" in proc.stdout
+
+
+def test_regenerate_matches_stored_row(finished_run):
+    cwd, run_dir, _ = finished_run
+    rows = accepted.read_accepted(run_dir)
+    index = int(rows["index"][0])
+    proc = gcsampler("regenerate", str(run_dir), "--index", str(index), "--out", "w.npz", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    weights = np.load(cwd / "w.npz")
+    product = weights["W_1"].astype(np.float64) @ weights["W_2"].astype(np.float64)
+    np.testing.assert_allclose(product, rows["matrix"][0], rtol=1e-5, atol=1e-6)
+    # A second call must not overwrite the file.
+    again = gcsampler("regenerate", str(run_dir), "--index", str(index), "--out", "w.npz", cwd=cwd)
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_existing_run_directory_is_not_overwritten(finished_run):
+    cwd, run_dir, _ = finished_run
+    before = (run_dir / "summary.json").read_bytes()
+    proc = gcsampler("run", *SMALL_RUN, "--out", str(run_dir), cwd=cwd)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "already exists" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert (run_dir / "summary.json").read_bytes() == before
+
+
+BAD_INVOCATIONS = [
+    (["run", "--width", "0"], "--width"),
+    (["run", "--width", "abc"], "--width"),
+    (["run", "--depth", "-1"], "--depth"),
+    (["run", "--rows", "0"], "--rows"),
+    (["run", "--eps", "0"], "--eps"),
+    (["run", "--eps", "nan"], "--eps"),
+    (["run", "--samples", "0"], "--samples"),
+    (["run", "--samples", "lots"], "--samples"),
+    (["run", "--samples", "1.5"], "--samples"),
+    (["run", "--batch", "-3"], "--batch"),
+    (["run", "--measurements", "25"], "--measurements"),
+    (["run", "--rank", "6"], "--rank"),
+    (["run", "--activation", "swish"], "--activation"),
+    (["run", "--prior", "cauchy"], "--prior"),
+    (["run", "--task", "regression"], "--task"),
+    (["run", "--devices", "0"], "--devices"),
+    (["run", "--devices", "99"], "--devices"),
+    (["run", "--devices", "some"], "--devices"),
+    (["run", "--seed", "-1"], "--seed"),
+    (["run", "--gd_steps", "150", "--gd_log_every", "100"], "--gd_steps"),
+    (["run", "--gd_momentum", "1.5"], "--gd_momentum"),
+    (["run", "--gd_optimizer", "lbfgs"], "--gd_optimizer"),
+    (["run", "--no_such_flag"], "no_such_flag"),
+    (["run", "--checkpoint_every", "-1"], "--checkpoint_every"),
+    (["run", "--checkpoint_every", "inf"], "--checkpoint_every"),
+    (["run", "--resume", "does/not/exist"], "not a gcsampler run directory"),
+    (["run", "--resume", "x", "--out", "y"], "--out cannot be combined with --resume"),
+    (["run", "--num_processes", "0", "--out", "x"], "--num_processes"),
+    (["run", "--process_id", "1"], "--process_id must be an integer in [0, 0]"),
+    (["run", "--num_processes", "2", "--process_id", "2", "--out", "x",
+      "--coordinator_address", "127.0.0.1:1234"], "--process_id"),
+    (["run", "--num_processes", "2", "--out", "x"], "--coordinator_address"),
+    (["run", "--num_processes", "2", "--out", "x", "--coordinator_address", "nohost"],
+     "--coordinator_address must be HOST:PORT"),
+    (["run", "--num_processes", "2", "--coordinator_address", "127.0.0.1:1234"],
+     "--out is required"),
+    (["sweep"], "--preset NAME"),
+    (["sweep", "--preset", "fig99-linear"], "--preset must be one of"),
+    (["sweep", "--vary", "colour=1,2"], "--vary must name a setting"),
+    (["sweep", "--vary", "seed=1,2"], "seeds come from --seeds"),
+    (["sweep", "--vary", "width=5,x"], "--vary width= takes integers"),
+    (["sweep", "--vary", "width"], "--vary width= needs a comma-separated list"),
+    (["sweep", "--vary", "depth=2,0"], "depth=0: --depth must be a positive integer"),
+    (["sweep", "--vary", "width=5", "--seeds", "0"], "--seeds"),
+    (["sweep", "--vary", "width=5", "--scale", "1.5"], "--scale"),
+    (["sweep", "--vary", "width=5", "--samples", "0"], "--samples"),
+    (["sweep", "--preset", "fig1-linear", "--eps", "-1"], "--eps"),
+    (["sweep", "--preset", "fig1-linear", "--devices", "99"], "--devices"),
+    (["sweep", "--preset", "fig1-linear", "--seed", "3"], "seed"),
+    (["plot", "does/not/exist"], "not a gcsampler sweep directory"),
+    (["plot", "x", "--y", "speed"], "--y"),
+    (["plot", "x", "--eps", "0"], "--eps"),
+    (["run", "--method", "annealing"], "--method"),
+    (["run", "--method", "splitting", "--moves", "0"], "--moves"),
+    (["run", "--method", "splitting", "--moves", "some"], "--moves"),
+    (["run", "--method", "splitting", "--particles", "2"], "--particles"),
+    (["run", "--method", "splitting", "--replicates", "0"], "--replicates"),
+    (["run", "--method", "splitting", "--move", "hmc"], "--move"),
+    (["run", "--method", "splitting", "--sampler", "direct"], "--sampler applies to"),
+    (["run", "--method", "splitting", "--replicates", "1", "--num_processes", "2", "--out", "x",
+      "--coordinator_address", "127.0.0.1:1234"], "--replicates must be at least --num_processes"),
+    (["plot", "x", "--y", "curves"], "--y"),
+    (["report"], "RUN"),
+    (["report", "does/not/exist"], "not a gcsampler run directory"),
+    (["regenerate", "does/not/exist"], "--index"),
+    ([], "COMMAND"),
+]
+
+
+@pytest.mark.parametrize("argv, named", BAD_INVOCATIONS)
+def test_bad_input_gives_one_line_and_exit_2(argv, named, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and named in err, err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_bad_flag_in_a_subprocess_has_no_traceback(tmp_path):
+    proc = gcsampler("run", "--width", "-5", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr == "gcsampler run: --width must be a positive integer, got -5\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_explains_every_flag(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for name, *_ in cli.flags.RUN_FLAGS:
+        assert f"--{name}" in out
+    assert "(default: 20000000)" in out
+
+
+def test_run_help_explains_resume_and_checkpoints(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for name, *_ in cli.flags.RUN_CONTROL_FLAGS:
+        assert f"--{name}" in out
+    assert "from its last checkpoint" in out and "(default: 10.0)" in out
+
+
+def test_flagfile(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.flags").write_text("--width=0\n")
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--flagfile=bad.flags"])
+    assert "--width must be a positive integer, got 0" in capsys.readouterr().err
+
+
+SMALL_SWEEP = ["--vary", "width=5,7", "--seeds", "2", "--eps", "0.1", "--samples", "4096",
+               "--log2_block", "10", "--gd_steps", "40", "--gd_log_every", "20",
+               "--gd_lr", "1e-2", "--gd_init_scale", "1e-2"]
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory):
+    return finished("sweep", tmp_path_factory, *SMALL_SWEEP, "--scale", "0.5", out="sw")
+
+
+def test_sweep_writes_cells_csv_and_figures(finished_sweep):
+    cwd, sweep_dir, proc = finished_sweep
+    assert "sweep cell 4/4" in proc.stderr and "GD for width=7" in proc.stderr
+    for cell in ("width=5/seed=0", "width=5/seed=1", "width=7/seed=0", "width=7/seed=1"):
+        summary = json.loads((sweep_dir / "cells" / cell / "summary.json").read_text())
+        assert summary["draws"] == 2048        # 4096 scaled by 0.5
+        assert (sweep_dir / "cells" / cell / "gd.npz").is_file()
+    lines = (sweep_dir / "results.csv").read_text().splitlines()
+    assert len(lines) == 5 and "samples_scale" in lines[0]
+    for stem in ("gen_loss", "acceptance_rate"):
+        for suffix, magic in ((".png", b"\x89PNG"), (".pdf", b"%PDF")):
+            data = (sweep_dir / (stem + suffix)).read_bytes()
+            assert data.startswith(magic) and len(data) > 5_000
+    assert "G&C" in proc.stdout and "scaled x0.5" not in proc.stdout  # the note is on the figure
+    assert f"results: {sweep_dir.name}/results.csv" in proc.stdout
+
+
+def test_plot_redraws_with_another_eps_and_quantity(finished_sweep):
+    cwd, sweep_dir, _ = finished_sweep
+    proc = gcsampler("plot", str(sweep_dir), "--eps", "0.05", "--y", "acceptance_rate", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    for suffix in (".png", ".pdf"):
+        assert (sweep_dir / f"acceptance_rate_eps0.05{suffix}").stat().st_size > 5_000
+    assert "width" in proc.stdout and "G&C acceptance" in proc.stdout
+
+
+@pytest.mark.parametrize("flag", ["--list_presets", "--list-presets"])
+def test_sweep_list_presets(capsys, flag):
+    assert cli.main(["sweep", flag]) == 0
+    out = capsys.readouterr().out
+    assert "fig1-linear" in out and "fig11-leaky_relu" in out and "1e+09 draws x 8 seeds" in out
+
+
+def test_flags_may_use_hyphens_but_values_are_kept():
+    assert cli._underscored("--gd-lr=1e-3") == "--gd_lr=1e-3"
+    assert cli._underscored("--out=my-run_dir") == "--out=my-run_dir"
+    assert cli._underscored("my-dir") == "my-dir" and cli._underscored("-5") == "-5"
+
+
+def test_sweep_help_explains_its_flags(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["sweep", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("--preset", "--list_presets", "--vary", "--seeds", "--scale", "--width",
+                 "--gd_runs"):
+        assert name in out
+    assert "--problem_seed" not in out

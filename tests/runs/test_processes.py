@@ -1,0 +1,248 @@
+"""Multi-process runs through jax.distributed: two local CPU processes give the same bits as
+one process, are killed and resumed like one, and refuse what would move their shares.
+
+Each process is a `gcsampler run` subprocess (JAX's distributed runtime is per process),
+joined through a coordinator on a free local port. The processes get different numbers
+of local devices, which must not matter either.
+"""
+
+import io
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from gcsampler import cli
+from gcsampler.core import devices, totals as totals_lib
+from gcsampler.factorization import task
+from gcsampler.runs import (accepted, checkpoint, config, distributed, files, runner,
+                            splitting_files, splitting_run)
+
+from same_results import assert_same_results
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BLOCK = 256
+CFG = config.RunConfig(eps=0.1, samples=40 * BLOCK + 100, log2_block=8, batch=BLOCK, gd=False)
+FLAGS = ["--eps", "0.1", "--log2_block", "8", "--batch", str(BLOCK), "--nogd"]
+# A run long enough to be killed mid-way: 7 device calls per process at --batch 256.
+LONG = 200 * BLOCK + 100
+
+# `gcsampler run`, slowed down so that kills land mid-run (as in test_resume).
+CHILD = textwrap.dedent("""
+    import os, sys, time
+    from gcsampler import cli
+    from gcsampler.runs import progress
+
+    pause, show = float(os.environ.get("TEST_PAUSE", "0")), progress.Progress.__call__
+
+    def slow_show(self, totals, seconds):
+        time.sleep(pause)
+        show(self, totals, seconds)
+
+    progress.Progress.__call__ = slow_show
+    sys.exit(cli.main(sys.argv[1:]))
+""")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_processes(args, pause=0.0):
+    """Two `gcsampler run` processes of one run, with 1 and 2 local CPU devices."""
+    port = free_port()
+    procs = []
+    for process in range(2):
+        env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
+                   JAX_NUM_CPU_DEVICES=str(process + 1), TEST_PAUSE=str(pause))
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
+                            f" --xla_force_host_platform_device_count={process + 1}").strip()
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", CHILD, "run", *args, "--num_processes", "2", "--process_id",
+             str(process), "--coordinator_address", f"127.0.0.1:{port}"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+def finish(procs, timeout=240):
+    outputs = [proc.communicate(timeout=timeout) for proc in procs]
+    for proc, (out, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err[-3000:]
+    return outputs
+
+
+def reference_run(tmp_path_factory, cfg):
+    run_dir = tmp_path_factory.mktemp("one_process") / "run"
+    runner.execute(cfg, run_dir, stream=io.StringIO(), checkpoint_every=0)
+    return run_dir
+
+
+@pytest.mark.parametrize("samples", [1, 255, 256, 257, 41 * BLOCK - 156, 10**6])
+@pytest.mark.parametrize("processes", [1, 2, 3, 8])
+def test_process_shares_are_contiguous_and_cover_every_draw(samples, processes):
+    shares = [devices.draw_indices(devices.process_blocks(samples, 8, p, processes), samples, 8)
+              for p in range(processes)]
+    assert shares[0].start == 0 and shares[-1].stop == samples
+    for before, after in zip(shares, shares[1:]):
+        assert before.stop == after.start or len(after) == 0
+    assert sum(len(s) for s in shares) == samples
+    assert max(len(s) for s in shares) - min(len(s) for s in shares) <= BLOCK
+
+
+def test_shares_combined_equal_one_process(sensing_problem, linear_model, gaussian_prior):
+    """In one process: the loop's totals of each share, combined, equal one run's."""
+    def run(blocks=None):
+        rows = []
+        result = task.guess_and_check(sensing_problem, linear_model, gaussian_prior, eps=0.1,
+                                      samples=3000, seed=11, log2_block=8, batch=BLOCK,
+                                      devices=1, blocks=blocks,
+                                      on_rows=lambda index, *_: rows.append(index))
+        return result.totals, np.concatenate(rows) if rows else np.zeros(0, np.uint64)
+
+    whole, index = run()
+    for processes in (2, 3):
+        shares = [run(devices.process_blocks(3000, 8, p, processes)) for p in range(processes)]
+        combined = totals_lib.combine(totals for totals, _ in shares)
+        for name, value in vars(whole).items():
+            assert np.array_equal(getattr(combined, name), value), name
+        assert np.array_equal(np.concatenate([i for _, i in shares]), index)
+    with pytest.raises(ValueError, match="blocks must be a range"):
+        run(range(5, 13))
+
+
+def test_two_processes_give_the_bits_of_one(tmp_path, tmp_path_factory, capsys):
+    run_dir = tmp_path / "run"
+    outputs = finish(start_processes([*FLAGS, "--samples", str(CFG.samples), "--out",
+                                      str(run_dir)]))
+    assert_same_results(run_dir, reference_run(tmp_path_factory, CFG))
+    # each process wrote its own share of the rows, in its own directory
+    for process, share in enumerate([range(0, 20 * BLOCK), range(20 * BLOCK, CFG.samples)]):
+        rows = accepted.read_accepted(files.part_dir(run_dir, process, 2))
+        assert rows["index"].size and share.start <= rows["index"].min()
+        assert rows["index"].max() < share.stop
+    assert files.read_json(run_dir / "config.json")["processes"] == 2
+    assert "G&C process 1/2" in outputs[1][1] and "acceptance" in outputs[0][0]
+    assert "process 1 of 2: done" in outputs[1][0]
+    assert cli.main(["report", str(run_dir), "--eps", "0.05"]) == 0
+    report = capsys.readouterr().out
+    assert "acceptance" in report and "re-threshold" in report
+    # more draws would move the processes' shares: refused by both, nothing touched
+    before = sorted((p, p.stat().st_mtime_ns) for p in run_dir.rglob("*"))
+    for proc in start_processes(["--resume", str(run_dir), "--samples", str(2 * CFG.samples)]):
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2 and len(err.strip().splitlines()) == 1, err
+        assert "keeps its --samples" in err
+    assert sorted((p, p.stat().st_mtime_ns) for p in run_dir.rglob("*")) == before
+
+
+def test_killed_processes_resume_to_the_bits_of_one(tmp_path, tmp_path_factory, capsys):
+    run_dir = tmp_path / "run"
+    args = [*FLAGS, "--samples", str(LONG), "--checkpoint_every", "0"]
+    procs = start_processes([*args, "--out", str(run_dir)], pause=0.1)
+    parts = [files.part_dir(run_dir, p, 2) / checkpoint.FILE for p in range(2)]
+    deadline = time.monotonic() + 180
+    while not all(path.exists() for path in parts):
+        assert all(proc.poll() is None for proc in procs), procs[0].communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "no checkpoints within 180 s"
+        time.sleep(0.01)
+    for proc in procs:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+    assert not (run_dir / "summary.json").exists()
+    # One process cannot take over a two-process run, nor can more draws move the shares.
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["run", "--resume", str(run_dir)])
+    assert exit_.value.code == 2
+    assert "--num_processes 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["report", str(run_dir)])
+    assert "on 2 processes (--num_processes 2)" in capsys.readouterr().err
+    finish(start_processes(["--resume", str(run_dir), "--checkpoint_every", "0"]))
+    long_cfg = config.RunConfig(**{**vars(CFG), "samples": LONG})
+    assert_same_results(run_dir, reference_run(tmp_path_factory, long_cfg))
+
+
+@pytest.mark.parametrize("replicates", [1, 2, 5, 8])
+@pytest.mark.parametrize("processes", [1, 2, 3])
+def test_replicate_shares_are_contiguous_and_even(replicates, processes):
+    team = distributed.Team
+    if replicates < processes:
+        with pytest.raises(ValueError, match="--replicates must be at least --num_processes"):
+            splitting_run.replicate_share(replicates, team(0, processes))
+        return
+    shares = [splitting_run.replicate_share(replicates, team(p, processes))
+              for p in range(processes)]
+    assert [r for share in shares for r in share] == list(range(replicates))
+    assert max(map(len, shares)) - min(map(len, shares)) <= 1 and min(map(len, shares)) >= 1
+
+
+SPLITTING_FLAGS = ["--method", "splitting", "--eps", "0.05", "--particles", "64",
+                   "--replicates", "3", "--moves", "3", "--seed", "4", "--nogd"]
+SPLITTING_CFG = config.RunConfig(method="splitting", eps=0.05, particles=64, replicates=3,
+                                 moves="3", seed=4, gd=False, devices="1")
+# The processes run 2 and 1 replicates, one process all 3: XLA rounds float32 arithmetic
+# differently for different batch shapes, so values agree to rounding, not bits (about
+# 1e-7 relative per operation; matrix entries, sums with cancellation, relative to the
+# largest entry). Every count and decision (kills, moves, accepted particles) is identical.
+ROUNDING = 1e-4
+
+
+def assert_equal_to_rounding(got, want, where):
+    if isinstance(want, dict):
+        assert got.keys() == want.keys(), where
+        for key in want:
+            if key not in ("seconds", "samples_per_second", "run_dir", "processes"):
+                assert_equal_to_rounding(got[key], want[key], f"{where}.{key}")
+        return
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape and got.dtype == want.dtype, where
+    if np.issubdtype(want.dtype, np.floating):
+        scale = np.nanmax(np.abs(want), initial=0.0, where=np.isfinite(want))
+        np.testing.assert_allclose(got, want, rtol=ROUNDING, atol=ROUNDING * scale,
+                                   err_msg=where)
+    else:
+        assert np.array_equal(got, want), where
+
+
+def test_two_processes_split_the_replicates(tmp_path, tmp_path_factory, capsys):
+    run_dir = tmp_path / "run"
+    outputs = finish(start_processes([*SPLITTING_FLAGS, "--out", str(run_dir)]))
+    reference = reference_run(tmp_path_factory, SPLITTING_CFG)
+    assert files.read_json(run_dir / "config.json")["processes"] == 2
+    assert_equal_to_rounding(files.read_json(run_dir / "summary.json"),
+                             files.read_json(reference / "summary.json"), "summary")
+    assert_equal_to_rounding(files.load_arrays(run_dir / "levels.npz"),
+                             files.load_arrays(reference / "levels.npz"), "levels")
+    assert_equal_to_rounding(splitting_files.read_curve(run_dir),
+                             splitting_files.read_curve(reference), "curve")
+    fields = tuple(splitting_files.accepted_layout(5, 5))
+    assert_equal_to_rounding(accepted.read_accepted(run_dir, 2, fields),
+                             accepted.read_accepted(reference, 1, fields), "accepted")
+    # each process wrote the rows of its own replicates: 0 and 1, then 2
+    for process, share in enumerate([{0, 1}, {2}]):
+        rows = accepted.read_accepted(files.part_dir(run_dir, process, 2), 1, ("replicate",))
+        assert set(rows["replicate"].tolist()) == share
+    assert "splitting process 1/2" in outputs[1][1] and "runs replicate 2;" in outputs[1][1]
+    assert "log10 p" in outputs[0][0] and "process 1 of 2: done" in outputs[1][0]
+    assert cli.main(["report", str(run_dir), "--eps", "0.02"]) == 0
+    assert "re-threshold" in capsys.readouterr().out
+    for eps in (0.02, 0.1):  # from the accepted rows of both processes, and from curve.csv
+        assert_equal_to_rounding(runner.rethreshold(run_dir, eps),
+                                 runner.rethreshold(reference, eps), f"rethreshold {eps}")
+
+
+def test_a_damaged_replicates_file_is_a_one_line_error(tmp_path):
+    files.save_arrays(tmp_path / splitting_files.PART_FILE, log_p=np.zeros(2))
+    with pytest.raises(files.RunDirError, match=r"replicates.npz is damaged \(no levels_"):
+        splitting_files.load_part(tmp_path)
+    with pytest.raises(files.RunDirError, match="missing"):
+        splitting_files.load_part(tmp_path / "elsewhere")

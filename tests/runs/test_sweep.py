@@ -1,0 +1,241 @@
+"""Sweeps: presets resolve to the paper's settings, cells expand as specified, and a tiny
+sweep writes run directories and a results.csv that agree with standalone runs."""
+
+import csv
+import io
+import math
+import time
+
+import numpy as np
+import pytest
+
+from gcsampler.factorization import gd, interpolants
+from gcsampler.runs import (accepted, checkpoint, config, files, presets, runner, sweep,
+                            sweep_results)
+from gcsampler.runs.methods import METHODS
+from gcsampler.threshold import statistics
+
+TINY = {"eps": 0.1, "samples": 3000, "log2_block": 8, "devices": "1", "gd_steps": 40,
+        "gd_log_every": 20, "gd_lr": 1e-2, "gd_init_scale": 1e-2, "gd_runs": 2}
+
+
+def test_width_presets_are_the_papers_fig1():
+    for activation in presets.ACTIVATIONS:
+        preset = presets.get(f"fig1-{activation}")
+        assert preset.axis == "width" and preset.values == (5, 10, 20, 40, 80, 160)
+        assert preset.seeds == 8
+        cells = sweep.expand(sweep.SweepSpec(preset.axis, preset.values, preset.seeds,
+                                             dict(preset.settings), dict(preset.per_value)))
+        assert len(cells) == 6 * 8
+        for cell in cells:
+            cfg = cell.cfg
+            assert (cfg.depth, cfg.eps, cfg.samples, cfg.normalize) == (2, 0.02, 10**8, False)
+            assert (cfg.task, cfg.rank, cfg.prior, cfg.activation) == (
+                "sensing", 1, "gaussian", activation)
+            assert (cfg.gd_optimizer, cfg.gd_lr, cfg.gd_steps, cfg.gd_init_scale, cfg.gd_momentum,
+                    cfg.gd_runs) == ("grouprmsprop", 1e-4, 100_000, 1e-3, 0.0, 1)
+            assert cfg.seed == cfg.problem_seed == cell.seed
+            assert cfg.width == cell.value
+        if activation == "leaky_relu":
+            assert cells[0].cfg.leaky_slope == 0.2
+
+
+def test_depth_presets_are_the_papers_fig2():
+    preset = presets.get("fig2-tanh")
+    assert preset.axis == "depth" and preset.values == tuple(range(2, 11))
+    cells = sweep.expand(sweep.SweepSpec(preset.axis, preset.values, preset.seeds,
+                                         dict(preset.settings), dict(preset.per_value)))
+    expected_init = {2: 1e-3, 3: 1e-3, 4: 1e-3, 5: 0.1, 6: 0.1, 7: 0.1, 8: 0.1, 9: 0.2, 10: 0.2}
+    for cell in cells:
+        cfg = cell.cfg
+        assert (cfg.width, cfg.eps, cfg.samples, cfg.normalize, cfg.activation) == (
+            5, 0.0035, 10**9, True, "tanh")
+        assert (cfg.gd_lr, cfg.gd_steps, cfg.gd_init_scale) == (
+            1e-2, 20_000, expected_init[cfg.depth])
+
+
+@pytest.mark.parametrize("figure, axis, change", [
+    (3, "width", {"gd_momentum": 0.9}), (4, "depth", {"gd_momentum": 0.9}),
+    (5, "width", {"rank": 2}), (6, "depth", {"rank": 2}),
+    (7, "width", {"prior": "uniform"}), (8, "depth", {"prior": "uniform"}),
+    (9, "width", {"task": "completion"}), (10, "depth", {"task": "completion"}),
+    (11, "depth", {"normalize": False}),
+])
+def test_ablation_presets_change_one_thing(figure, axis, change):
+    base = presets.get(f"fig{1 if axis == 'width' else 2}-linear")
+    preset = presets.get(f"fig{figure}-linear")
+    assert preset.axis == axis and preset.values == base.values
+    differing = {k: v for k, v in preset.settings.items() if base.settings.get(k) != v}
+    assert differing == change
+
+
+def test_every_preset_expands_to_valid_cells():
+    assert len(presets.PRESETS) == 11 * 3
+    for preset in presets.PRESETS.values():
+        cells = sweep.expand(sweep.SweepSpec(preset.axis, preset.values, 1, dict(preset.settings),
+                                             dict(preset.per_value), scale=1e-4))
+        assert len(cells) == len(preset.values)
+    assert "fig2-leaky_relu" in presets.listing()
+    with pytest.raises(ValueError, match="--preset must be one of fig1-linear"):
+        presets.get("fig12-linear")
+
+
+def test_parse_values_types_and_errors():
+    assert sweep.parse_values("width", "5,10, 20") == (5, 10, 20)
+    assert sweep.parse_values("samples", "1e6,2e6") == (10**6, 2 * 10**6)
+    assert sweep.parse_values("eps", "0.02,1e-3") == (0.02, 0.001)
+    assert sweep.parse_values("normalize", "true,False") == (True, False)
+    assert sweep.parse_values("activation", "linear,tanh") == ("linear", "tanh")
+    for axis, text, message in [
+        ("bogus", "1,2", "--vary must name a setting"),
+        ("seed", "1,2", "seeds come from --seeds"),
+        ("width", "", "comma-separated list"),
+        ("width", "5,,6", "comma-separated list"),
+        ("width", "5,a", "takes integers"),
+        ("width", "5.5", "takes integers"),
+        ("eps", "x", "takes numbers"),
+        ("normalize", "yes", "true or false"),
+        ("width", "5,5", "lists a value twice"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            sweep.parse_values(axis, text)
+
+
+def test_expand_precedence_scale_and_errors():
+    spec = sweep.SweepSpec("depth", (2, 3), 2, {"eps": 0.5, "samples": 1000, "gd_lr": 1.0},
+                           per_value={3: {"gd_lr": 0.5, "eps": 0.25}}, overrides={"eps": 0.75},
+                           scale=0.5)
+    cells = sweep.expand(spec)
+    assert [(c.value, c.seed) for c in cells] == [(2, 0), (2, 1), (3, 0), (3, 1)]
+    assert [c.cfg.gd_lr for c in cells] == [1.0, 1.0, 0.5, 0.5]   # per-value beats settings
+    assert {c.cfg.eps for c in cells} == {0.75}                    # the user's flags beat both
+    assert {c.cfg.samples for c in cells} == {500}
+    assert cells[3].name == "depth=3/seed=1"
+    with pytest.raises(ValueError, match="measurements=25: --measurements must be below"):
+        sweep.expand(sweep.SweepSpec("measurements", (10, 25), 1, {}))
+    with pytest.raises(ValueError, match="depth=0: --depth must be a positive integer"):
+        sweep.expand(sweep.SweepSpec("depth", (2, 0), 1, {}))
+    with pytest.raises(ValueError, match="--seeds must be a positive integer"):
+        sweep.expand(sweep.SweepSpec("depth", (2,), 0, {}))
+    with pytest.raises(ValueError, match=r"--scale must be in \(0, 1\]"):
+        sweep.expand(sweep.SweepSpec("depth", (2,), 1, {}, scale=2.0))
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory):
+    spec = sweep.SweepSpec("width", (5, 7), 2, dict(TINY), title="tiny")
+    sweep_dir = tmp_path_factory.mktemp("sweeps") / "tiny"
+    stream = io.StringIO()
+    began = time.monotonic()
+    rows = sweep.run_sweep(spec, sweep_dir, stream)
+    elapsed = time.monotonic() - began
+    finished = files.read_json(sweep_dir / sweep.SWEEP_FILE)["finished"]
+    assert 0.5 * elapsed < finished["wall_seconds"] <= elapsed
+    return spec, sweep_dir, rows, stream.getvalue()
+
+
+def test_tiny_sweep_results_csv(tiny_sweep):
+    spec, sweep_dir, rows, log = tiny_sweep
+    assert "sweep cell 4/4 (width=7/seed=1)" in log and "samples/s" in log and "ETA" in log
+    assert log.count("GD for width=") == 2
+    with open(sweep_dir / sweep_results.RESULTS_FILE, newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [(int(r["width"]), int(r["problem_seed"]), int(r["seed"])) for r in table] == [
+        (5, 0, 0), (5, 1, 1), (7, 0, 0), (7, 1, 1)]
+    assert set(sweep_results.columns()) <= set(table[0])
+    for row, line in zip(rows, table):
+        summary = files.read_json(sweep_dir / line["run_dir"] / "summary.json")
+        assert int(line["draws"]) == summary["draws"] == 3000
+        assert int(line["accepted"]) == summary["accepted"]
+        assert float(line["gnc_gen_loss_mean"]) == summary["gnc_gen_loss_mean"]
+        assert float(line["prior_gen_loss_mean"]) == summary["prior_gen_loss_mean"]
+        assert float(line["gd_gen_loss"]) == summary["gd_gen_loss"]
+        assert (float(line["samples_scale"]) == 1.0
+                and line["sampler_used"] == summary["sampler_used"])
+        assert math.isclose(float(line["wall_seconds"]),
+                            float(line["seconds"]) + float(line["gd_seconds"]))
+        assert float(line["acceptance_rate"]) == row["acceptance_rate"]
+
+
+def test_tiny_sweep_cells_equal_standalone_runs(tiny_sweep, tmp_path):
+    """A cell is exactly the run `gcsampler run` would make with its settings: same G&C
+    statistics bit for bit; same GD (vmapped over the seeds, so to float tolerance);
+    the reference solutions of its problem."""
+    _, sweep_dir, rows, _ = tiny_sweep
+    row = rows[3]
+    cfg = config.from_dict(row)
+    assert (cfg.width, cfg.seed) == (7, 1)
+    pieces = runner.prepare(cfg)
+    alone = METHODS[cfg.method].start(cfg, pieces, tmp_path / "alone", stream=io.StringIO(),
+                                      checkpoint_every=checkpoint.DEFAULT_EVERY,
+                                      display=lambda *a: None)
+    for key in ("draws", "accepted", "gnc_gen_loss_mean", "prior_gen_loss_mean", "nonfinite"):
+        assert alone[key] == files.read_json(sweep_dir / row["run_dir"] / "summary.json")[key]
+    curves = gd.gd_train(pieces.problem, pieces.model, cfg.optimizer(), seed=cfg.seed,
+                         runs=cfg.gd_runs, steps=cfg.gd_steps, init_scale=cfg.gd_init_scale,
+                         log_every=cfg.gd_log_every)
+    # vmapped vs alone: float32 reassociation over 40 steps, far from the loss floor
+    np.testing.assert_allclose(row["gd_gen_loss"], np.mean(curves.final_gen_loss), rtol=1e-4)
+    expected = interpolants.reference_losses(pieces.problem)
+    assert row["min_nuclear_gen_loss"] == expected["min_nuclear_gen_loss"]
+    assert row["min_frobenius_gen_loss"] == expected["min_frobenius_gen_loss"]
+    # Different seeds are different problems.
+    assert rows[2]["prior_gen_loss_mean"] != rows[3]["prior_gen_loss_mean"]
+
+
+def test_load_rebuilds_rows_and_rethresholds(tiny_sweep):
+    _, sweep_dir, rows, _ = tiny_sweep
+    record, loaded = sweep_results.load_sweep(sweep_dir)
+    assert record["axis"] == "width" and record["values"] == [5, 7]
+    for a, b in zip(rows, loaded):
+        assert a == b
+    # Below the runs' eps the re-threshold is exact: count the stored rows.
+    _, lower = sweep_results.load_sweep(sweep_dir, eps=0.05)
+    for row in lower:
+        stored = accepted.read_accepted(sweep_dir / row["run_dir"])
+        below = stored["train_loss"] < statistics.float32_threshold(0.05)
+        assert row["accepted"] == int(below.sum()) and row["eps"] == 0.05
+        assert math.isclose(row["gnc_gen_loss_mean"],
+                            stored["gen_loss"][below].astype(float).mean(), rel_tol=1e-9)
+        assert row["acceptance_rate"] == row["accepted"] / row["draws"]
+
+
+def test_load_refuses_foreign_directories(tmp_path):
+    with pytest.raises(files.RunDirError, match="not a gcsampler sweep directory"):
+        sweep_results.load_sweep(tmp_path)
+    files.write_json(tmp_path / sweep.SWEEP_FILE, {"axis": "width"})
+    with pytest.raises(files.RunDirError, match="not a valid sweep record"):
+        sweep_results.load_sweep(tmp_path)
+
+
+def test_sweep_refuses_an_existing_directory(tmp_path):
+    (tmp_path / "keep.txt").write_text("precious")
+    with pytest.raises(files.RunDirError):
+        sweep.run_sweep(sweep.SweepSpec("width", (5,), 1, dict(TINY)), tmp_path, io.StringIO())
+    assert (tmp_path / "keep.txt").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_figure_note_says_draws_scale_eps_and_hardware(tiny_sweep):
+    _, sweep_dir, _, _ = tiny_sweep
+    record, rows = sweep_results.load_sweep(sweep_dir)
+    note = sweep_results.figure_note(record, rows)
+    assert note.startswith("3e+03 draws per seed; 1 x cpu, ") and note.endswith(" min")
+    assert "scaled" not in note
+    scaled = sweep_results.figure_note({**record, "scale": 0.01}, rows)
+    assert "(scaled x0.01 from the setting's 3e+05)" in scaled
+    _, above = sweep_results.load_sweep(sweep_dir, eps=0.5)   # above the runs' eps: from the bins
+    assert "effective eps 0.3981 (train-loss bins)" in sweep_results.figure_note(record, above)
+
+
+def test_values_that_leave_gd_unchanged_reuse_its_runs(tmp_path):
+    """Sweeping eps changes G&C only: GD trains once per seed and every value reports it."""
+    spec = sweep.SweepSpec("eps", (0.1, 0.05), 2, dict(TINY))
+    stream = io.StringIO()
+    rows = sweep.run_sweep(spec, tmp_path / "eps", stream)
+    log = stream.getvalue()
+    assert log.count("GD for eps=0.1: 2 seeds") == 1 and "GD for eps=0.05: same as" in log
+    assert [r["gd_gen_loss"] for r in rows[:2]] == [r["gd_gen_loss"] for r in rows[2:]]
+    assert all(r["gd_seconds"] > 0 for r in rows[:2])
+    assert all(r["gd_seconds"] == 0 for r in rows[2:])
+    assert rows[0]["accepted"] > rows[2]["accepted"]   # G&C did change
