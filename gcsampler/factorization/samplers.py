@@ -51,12 +51,14 @@ class SamplerSpec(NamedTuple):
       memory: ``model -> (weights, hidden)``: weight and hidden-activation values alive
         at once while a draw is made.
       make: ``(model, prior) -> Sampler``.
+      description: what it does and where it applies, for ``--help``.
     """
 
     applies: Callable
     cost: Callable
     memory: Callable
     make: Callable
+    description: str
 
 
 def _direct_matrix(model, prior, key):
@@ -91,14 +93,16 @@ SAMPLERS = Registry("--sampler", {
         memory=_layer_by_layer,
         make=lambda model, prior: Sampler(
             "direct", lambda key: _direct_matrix(model, prior, key),
-            lambda key: tuple(priors.sample_layers(prior, model, key)))),
+            lambda key: tuple(priors.sample_layers(prior, model, key))),
+        description="draws every weight (any prior)"),
     "last_layer": SamplerSpec(
         applies=lambda model, prior: _gaussian(model, prior) and model.width > model.n_rows,
         cost=lambda model: sum(_layer_sizes(model)[:-1]) + model.n_rows * model.n_cols,
         memory=_layer_by_layer,
         make=lambda model, prior: Sampler(
             "last_layer", lambda key: collapsed.last_layer_matrix(model, key),
-            lambda key: collapsed.last_layer_layers(model, key))),
+            lambda key: collapsed.last_layer_layers(model, key)),
+        description="integrates the last layer out (Gaussian prior, width > rows)"),
     "wishart": SamplerSpec(
         applies=lambda model, prior: (_gaussian(model, prior) and model.is_linear
                                       and model.width >= model.n_rows),
@@ -109,7 +113,9 @@ SAMPLERS = Registry("--sampler", {
                               + model.n_rows * model.n_cols, 0),
         make=lambda model, prior: Sampler(
             "wishart", lambda key: collapsed.wishart_matrix(model, key),
-            lambda key: collapsed.wishart_layers(model, key))),
+            lambda key: collapsed.wishart_layers(model, key)),
+        description="draws linear networks at a cost independent of the width (Gaussian "
+                    "prior, width >= rows)"),
 })
 CHOICES = ("auto", *SAMPLERS.names)  # what --sampler takes
 

@@ -16,7 +16,7 @@ from gcsampler.factorization import gd
 from gcsampler.factorization.models import ACTIVATIONS
 from gcsampler.factorization.priors import PRIORS
 from gcsampler.factorization.problems import TASKS
-from gcsampler.factorization.samplers import CHOICES as SAMPLER_CHOICES
+from gcsampler.factorization.samplers import CHOICES as SAMPLER_CHOICES, SAMPLERS
 from gcsampler.runs.methods import METHODS
 from gcsampler.splitting.moves import MOVES
 
@@ -57,11 +57,9 @@ class RunConfig:
                                         "eps) with a confidence interval, at rarities far "
                                         "beyond rejection's reach (p = 1e-15 and below).")
     sampler: str = _setting("auto", "How draws are generated, all exactly from the prior: "
-                                    "'auto' picks the fastest exact one; 'direct' draws every "
-                                    "weight; 'last_layer' integrates the last layer out "
-                                    "(Gaussian prior, width > rows); 'wishart' draws linear "
-                                    "networks at a cost independent of the width (Gaussian "
-                                    "prior, width >= rows).")
+                                    "'auto' picks the fastest exact one; " + "; ".join(
+                                        f"'{name}' {spec.description}"
+                                        for name, spec in SAMPLERS.items()) + ".")
     eps: float = _setting(0.02, "Accept a draw when its train loss is strictly below eps.")
     samples: int = _setting(20_000_000, "Number of G&C draws; scientific notation is accepted "
                                         "(1e8).")
@@ -79,9 +77,9 @@ class RunConfig:
                                   "spread gives log p's confidence interval.")
     moves: str = _setting("auto", "Splitting: moves per particle per level: 'auto' (twice the "
                                   "measured decorrelation time) or a fixed count.")
-    move: str = _setting("ess", "Splitting: move kernel, 'ess' (elliptical slice) or 'pcn' "
-                                "(preconditioned Crank-Nicolson); the Gaussian prior adds moves "
-                                "along the level set after it ('fiber', or 'cone' with "
+    move: str = _setting("ess", f"Splitting: the move kernel, one of {MOVES.allowed()} "
+                                "(docs/splitting.md describes them); the Gaussian prior adds "
+                                "moves along the level set after it ('fiber', or 'cone' with "
                                 "--normalize).")
     # gradient-descent baseline (the paper's width-sweep settings)
     gd: bool = _setting(True, "Also run the gradient-descent baseline (--nogd to skip).")

@@ -15,8 +15,8 @@ from typing import NamedTuple
 
 import jax
 
-from gcsampler.factorization import samplers, task as factorization_task
 from gcsampler.core.registry import is_reference
+from gcsampler.factorization import samplers, task as factorization_task
 from gcsampler.runs import (config, distributed, files, finish, pieces as pieces_lib, record,
                             rejection_run)
 from gcsampler.runs.checkpoint import DEFAULT_EVERY
