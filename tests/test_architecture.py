@@ -50,7 +50,10 @@ def test_no_module_is_over_400_lines():
 
 
 def test_methods_are_told_apart_only_by_the_registry():
-    pattern = re.compile(r"""[=!]=\\s*["'](rejection|splitting)["']|["'](rejection|splitting)["']\\s*[=!]=""")
+    """No `method == "splitting"` anywhere (the pattern finds one: see the last line)."""
+    names = r"""["'](rejection|splitting)["']"""
+    pattern = re.compile(rf"[=!]=\s*{names}|{names}\s*[=!]=")
     found = [f"{p.relative_to(PACKAGE)}:{i + 1}" for p in MODULES
              for i, line in enumerate(p.read_text().splitlines()) if pattern.search(line)]
     assert not found
+    assert pattern.search('if cfg.method == "splitting":') and pattern.search("'rejection' != m")

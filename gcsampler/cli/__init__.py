@@ -58,7 +58,7 @@ def build_parser():
 
 def _add_command(subcommands, name, flag_rows, handler, help_text, *, positional=None,
                  description=None):
-    """A subcommand with its own absl flags; ``positional`` is its one argument's (dest, metavar)."""
+    """A subcommand with its own absl flags; ``positional``: its one argument's (dest, metavar)."""
     values = flags.flag_values(flag_rows)
     command = subcommands.add_parser(name, help=help_text, description=description,
                                      inherited_absl_flags=values, allow_abbrev=False)

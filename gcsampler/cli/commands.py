@@ -89,8 +89,9 @@ def run_command(args, values):
 
 def _out_dir(values, tag):
     """``--out``, or ``runs/<time>-<tag>`` when it is not given."""
-    return pathlib.Path(values.out) if values.out else pathlib.Path("runs") / files.default_run_name(
-        tag)
+    if values.out:
+        return pathlib.Path(values.out)
+    return pathlib.Path("runs") / files.default_run_name(tag)
 
 
 def _resume_run(values, every):
@@ -223,7 +224,7 @@ def _run_study(cfg, out, every, resume):
 
 def _resume_study(values, every):
     """`gcsampler classify --resume STUDY`: continue STUDY (--batch and --devices may
-    change, other flags must agree with its classify_study.json)."""
+    change, other flags must agree with its study.json)."""
     if values.out is not None or values.preset is not None:
         raise UsageError("gcsampler classify: --out and --preset cannot be combined with "
                          "--resume (a resumed study keeps its directory and settings)")
@@ -299,7 +300,8 @@ def _study_settings(values, names):
 
 def plot_command(args, values):
     if values.eps is not None and not (math.isfinite(values.eps) and values.eps > 0):
-        raise UsageError(f"gcsampler plot: --eps must be a positive finite number, got {values.eps}")
+        raise UsageError(f"gcsampler plot: --eps must be a positive finite number, got "
+                         f"{values.eps}")
     record, rows = sweep_results.load_sweep(args.sweep_dir, values.eps)
     if not rows:
         raise files.RunDirError(f"{args.sweep_dir} has no finished cell to plot")
@@ -328,8 +330,8 @@ def _plot_curves(sweep_dir, record, title):
     seeds = max(len(c) for c in curves.values())
     note = (f"median over {seeds} seeds, inter-quartile band; multilevel splitting" if seeds > 1
             else "one seed, its 95% intervals; multilevel splitting")
-    for path in plots.plot_curves(curves, sweep_dir / flags.CURVES, axis=record["axis"], title=title,
-                                  note=note):
+    for path in plots.plot_curves(curves, sweep_dir / flags.CURVES, axis=record["axis"],
+                                  title=title, note=note):
         print(f"figure: {path}")
     return True
 

@@ -81,7 +81,8 @@ def _study_control_rows():
     resume = ("resume", "string", None,
               "Continue the study in this directory: finished cells are kept, the cell in "
               "progress continues from its checkpoint, with the same results as a study "
-              "without a stop. Its settings come from its classify_study.json; --batch and --devices "
+              "without a stop. Its settings come from its study.json; --batch and "
+              "--devices "
               "may differ.")
     return (resume, *(row for row in RUN_CONTROL_FLAGS if row[0] != "resume"))
 
@@ -167,7 +168,8 @@ def classify_flag_rows():
         ("baseline_runs", "integer", d.baseline_runs, "Baseline runs (seeds) per bin, vmapped."),
         ("baseline_init", "enum", d.baseline_init, "Baseline initialization: PyTorch's default, "
                                                    "or the G&C prior.", ("pytorch", "uniform")),
-        ("out", "string", None, "Study directory to create (default: runs/<time>-classify-<name>)."),
+        ("out", "string", None,
+         "Study directory to create (default: runs/<time>-classify-<name>)."),
         *_study_control_rows(),
     )
 

@@ -11,7 +11,8 @@ the prior's law of W. Two maps exist:
   the probability integral transform); any prior that provides ``from_normal``.
 - ``last_layer``: the built-in Gaussian prior, width > n_rows: W_1 .. W_{d-1} as
   in ``direct`` and an (n_rows, n_cols) block Z with W = L Z / sqrt(n_cols), L the
-  LQ factor of the last layer's input (:func:`gcsampler.factorization.collapsed.collapse_last_layer`);
+  LQ factor of the last layer's input
+  (:func:`gcsampler.factorization.collapsed.collapse_last_layer`);
   the k x n_cols last layer shrinks to n_rows x n_cols numbers.
 
 ``auto`` takes the one with fewer coordinates.

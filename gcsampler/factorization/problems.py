@@ -144,7 +144,8 @@ def from_arrays(train_ops, train_labels, test_ops, test_labels, ground_truth=Non
 
 
 def stacked_operators(problem, dtype=jnp.float32):
-    """(D, m + t) operator matrix and (m + t,) labels, train first: one product gives all residuals."""
+    """(D, m + t) operator matrix and (m + t,) labels, train first: one product gives all
+    residuals."""
     ops = np.concatenate([problem.train_ops, problem.test_ops], axis=0)
     labels = np.concatenate([problem.train_labels, problem.test_labels])
     return jnp.asarray(ops.T, dtype=dtype), jnp.asarray(labels, dtype=dtype)
@@ -180,7 +181,8 @@ def _check_sizes(n_rows, n_cols, rank, measurements, gt_norm):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if rank > min(n_rows, n_cols):
-        raise ValueError(f"rank must be at most min(n_rows, n_cols) = {min(n_rows, n_cols)}, got {rank}")
+        raise ValueError(f"rank must be at most min(n_rows, n_cols) = {min(n_rows, n_cols)}, "
+                         f"got {rank}")
     if measurements >= n_rows * n_cols:
         raise ValueError(
             f"measurements must be below n_rows * n_cols = {n_rows * n_cols} so that a test set "

@@ -167,7 +167,8 @@ class AcceptedWriter:
                 raise ValueError(f"{name} has shape {batch[name].shape}, expected "
                                  f"{(n, *tail)} to match index")
         idx = batch["index"]
-        if n and (np.any(idx[1:] <= idx[:-1]) or (self._last_index is not None and idx[0] <= self._last_index)):
+        after_last = self._last_index is not None and n and idx[0] <= self._last_index
+        if n and (np.any(idx[1:] <= idx[:-1]) or after_last):
             raise ValueError("index must be strictly increasing across appended rows")
         return batch
 

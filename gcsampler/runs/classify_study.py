@@ -113,7 +113,8 @@ class StudyConfig:
         for name in ("seeds", "depth", "width", "samples", "baseline_steps", "baseline_runs"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= (0 if name == "depth" else 1)):
-                raise ValueError(f"--{name} must be a {'non-negative' if name == 'depth' else 'positive'} "
+                kind = "non-negative" if name == "depth" else "positive"
+                raise ValueError(f"--{name} must be a {kind} "
                                  f"integer, got {value!r}")
         for name in ("lenet_width", "baseline_lr"):
             value = getattr(self, name)
@@ -268,7 +269,8 @@ def _baseline(cfg, model, dataset, target_loss):
     accuracy = np.asarray(fit.test_accuracy, np.float64)[fitted]
     return {"baseline": cfg.baseline,
             "baseline_test_accuracy": float(np.mean(accuracy)) if accuracy.size else math.nan,
-            "baseline_test_accuracy_stderr": (float(np.std(accuracy, ddof=1) / math.sqrt(accuracy.size))
+            "baseline_test_accuracy_stderr": (float(np.std(accuracy, ddof=1)
+                                                    / math.sqrt(accuracy.size))
                                               if accuracy.size > 1 else math.nan),
             "baseline_fitted": float(np.mean(fitted)),
             "baseline_train_loss": (float(np.mean(np.asarray(fit.train_loss)[fitted]))

@@ -158,7 +158,8 @@ def claim_part(run_dir, process: int, processes: int):
 def _jsonable(obj: Any) -> Any:
     """Convert numpy scalars/arrays, tuples and paths to plain JSON types; NaN/inf -> None."""
     if isinstance(obj, dict):
-        return {(k.item() if isinstance(k, np.generic) else k): _jsonable(v) for k, v in obj.items()}
+        return {(k.item() if isinstance(k, np.generic) else k): _jsonable(v)
+                for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):

@@ -55,8 +55,9 @@ def write_rows(result, run_dir, n_rows, n_cols):
 
 def save_levels(run_dir, result):
     """``levels.npz``: every level of every replicate, and the grid's thresholds."""
+    levels = result.levels._asdict()
     files.save_arrays(pathlib.Path(run_dir) / LEVELS_FILE, edges=result.edges,
-                      **{name: np.asarray(value) for name, value in result.levels._asdict().items()})
+                      **{name: np.asarray(value) for name, value in levels.items()})
 
 
 def save_part(result, part):

@@ -97,7 +97,8 @@ def add_counts(totals, drawn, nonfinite, bin_count, hist):
     """Add integer counts of some steps."""
     totals.drawn += int(np.sum(drawn, dtype=np.int64))
     totals.nonfinite += int(np.sum(nonfinite, dtype=np.int64))
-    totals.bin_count += np.sum(np.asarray(bin_count, np.int64).reshape(-1, totals.bin_count.size), 0)
+    totals.bin_count += np.sum(np.asarray(bin_count, np.int64).reshape(-1, totals.bin_count.size),
+                               0)
     totals.hist += np.sum(np.asarray(hist, np.int64).reshape(-1, totals.hist.size), 0)
 
 
