@@ -26,7 +26,6 @@ Gaussian linear function of such a block given the rest, which
 
 from typing import Callable, NamedTuple
 
-import jax.numpy as jnp
 import numpy as np
 
 from gcsampler.factorization import collapsed, models, priors

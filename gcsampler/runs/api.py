@@ -65,7 +65,8 @@ def run_task(task, *, samples, out, seed=0, batch=None, devices="all", log2_bloc
              stream=None, checkpoint_every=DEFAULT_EVERY):
     """G&C of any :class:`~gcsampler.core.loop.Task` into the new run directory ``out``:
     config, checkpoints, accepted rows, statistics and summary; returns the summary."""
-    settings = _loop_settings(samples, seed, batch, devices, log2_block)
+    settings = runner.loop_settings(dict(samples=samples, seed=seed, batch=batch,
+                                         devices=devices, log2_block=log2_block))
     stream = _stream(stream)
     team = distributed.team()
     return rejection_run.run_task(
@@ -87,20 +88,13 @@ def resume_task(run_dir, task, *, samples=None, batch=None, devices=None, stream
     if settings.samples < recorded.samples:
         raise ValueError(f"cannot resume {run_dir} with samples={settings.samples}: it has "
                          f"samples={recorded.samples}, and a resumed run can only draw more")
-    settings = _loop_settings(*settings)
+    settings = runner.loop_settings(settings._asdict())
     if summary is not None and summary["draws"] == settings.samples:
         return summary
     return rejection_run.continue_task(
         task, run_dir, settings, _task_config(task, settings, run_dir), stream=_stream(stream),
         checkpoint_every=checkpoint_every, resume_hint=rec["resume"], previous=rec,
         finalize=_finalize(task))
-
-
-def _loop_settings(samples, seed, batch, devices, log2_block):
-    """Checked loop settings (the RunConfig's checks of them)."""
-    cfg = config.RunConfig(samples=samples, seed=seed, batch=batch, devices=str(devices),
-                           log2_block=log2_block).validate()
-    return rejection_run.loop_settings(cfg)
 
 
 def _task_config(task, settings, run_dir):

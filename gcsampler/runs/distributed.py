@@ -9,6 +9,7 @@ exchange only small messages: errors, so that all stop together, and totals.
 
 import io
 import itertools
+import pathlib
 from typing import NamedTuple
 
 import jax
@@ -107,6 +108,24 @@ def together(team, action):
         agree(str(err))
     agree(None)
     return result
+
+
+def claim(team, run_dir):
+    """This process's part of ``run_dir``, locked (:func:`~gcsampler.runs.files.claim_part`),
+    once every process of ``team`` has its own; the lock lasts until the returned file
+    closes."""
+    return together(team, lambda: files.claim_part(run_dir, team.process, team.processes))
+
+
+def rewrite_config(team, run_dir, config):
+    """A continued run's ``config.json`` (process 0 writes ``config``, after clearing the
+    temporary files a killed write left), with every process of ``team``."""
+    def write():
+        if team.leader:
+            files.remove_temporaries(run_dir)
+            files.write_json(pathlib.Path(run_dir) / "config.json", config)
+
+    together(team, write)
 
 
 class RunFailed(files.RunDirError):

@@ -75,14 +75,13 @@ def plan(task, settings, team):
                      devices=settings.device_count, log2_block=settings.log2_block)
 
 
-def _write_config(run_dir, config, team, schedule):
+def _full_config(config, team, schedule):
     """``config.json``: ``config``, the processes, the schedule, the versions and hardware."""
-    files.write_json(run_dir / record.CONFIG_FILE, {
-        **config, "processes": team.processes,
-        "resolved": {"batch": schedule.batch, "blocks_per_step": schedule.blocks,
-                     "draws_at_once": schedule.chunk, "steps_per_call": schedule.steps,
-                     "devices": len(schedule.devices), "block_size": schedule.block_size},
-        **record.versions(schedule.devices)})
+    return {**config, "processes": team.processes,
+            "resolved": {"batch": schedule.batch, "blocks_per_step": schedule.blocks,
+                         "draws_at_once": schedule.chunk, "steps_per_call": schedule.steps,
+                         "devices": len(schedule.devices), "block_size": schedule.block_size},
+            **record.versions(schedule.devices)}
 
 
 def display(settings, team, stream, done_before=0):
@@ -109,11 +108,10 @@ def run_task(task, run_dir, settings, config, *, stream, on_progress, checkpoint
     def create():
         if team.leader:
             files.create_run_dir(run_dir)
-            _write_config(run_dir, config, team, schedule)
+            files.write_json(run_dir / record.CONFIG_FILE, _full_config(config, team, schedule))
 
     distributed.together(team, create)
-    with distributed.together(team, lambda: files.claim_part(run_dir, team.process,
-                                                             team.processes)):
+    with distributed.claim(team, run_dir):
         stream.write(f"gcsampler: G&C with {settings.samples:,} draws{_share_text(settings, team)}"
                      f" {_setup(task, schedule)}; run directory {run_dir}\n")
         return _draw(task, run_dir, settings, team, on_progress, checkpoint_every, resume_hint,
@@ -131,21 +129,15 @@ def continue_task(task, run_dir, settings, config, *, stream, checkpoint_every, 
     team = distributed.team()
     run_dir = pathlib.Path(run_dir)
     try:
-        claim = distributed.together(
-            team, lambda: files.claim_part(run_dir, team.process, team.processes))
+        claim = distributed.claim(team, run_dir)
     except files.WriteError as err:
         raise _kept(err, resume_hint, last_checkpoint(task, run_dir, settings, team)) from None
     with claim:
         start = last_checkpoint(task, run_dir, settings, team)
         schedule = plan(task, settings, team)
 
-        def prepare():
-            if team.leader:
-                files.remove_temporaries(run_dir)
-                _write_config(run_dir, config, team, schedule)
-
         try:
-            distributed.together(team, prepare)
+            distributed.rewrite_config(team, run_dir, _full_config(config, team, schedule))
         except files.WriteError as err:
             raise _kept(err, resume_hint, start) from None
         ran_with = ((previous or {}).get("jax_version"), (previous or {}).get("backend"))

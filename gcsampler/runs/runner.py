@@ -179,15 +179,9 @@ def _record_settings(r):
     """Record the settings a finished G&C goes on with (GD's may have changed), holding
     the run's lock, as a continued G&C does."""
     team = distributed.team()
-    with distributed.together(team, lambda: files.claim_part(r.run_dir, team.process,
-                                                             team.processes)):
-        def write():
-            if team.leader:
-                files.remove_temporaries(r.run_dir)
-                files.write_json(r.run_dir / record.CONFIG_FILE,
-                                 {**r.record, "settings": dataclasses.asdict(r.cfg)})
-
-        distributed.together(team, write)
+    with distributed.claim(team, r.run_dir):
+        distributed.rewrite_config(team, r.run_dir,
+                                   {**r.record, "settings": dataclasses.asdict(r.cfg)})
 
 
 def read_run(run_dir):
@@ -213,9 +207,17 @@ def _check_settings(rec, run_dir):
         _record_config(rec, run_dir)
         return
     try:
-        config.RunConfig(**rejection_run.loop_settings(rec["settings"])._asdict()).validate()
+        loop_settings(rec["settings"])
     except (KeyError, TypeError, ValueError) as err:
         raise files.RunDirError(f"{run_dir}/config.json has invalid settings ({err})") from None
+
+
+def loop_settings(values):
+    """The :class:`~gcsampler.runs.rejection_run.LoopSettings` of ``values`` (a dict),
+    checked as a RunConfig checks them; ValueError naming the bad one."""
+    settings = rejection_run.loop_settings(values)
+    config.RunConfig(**{**settings._asdict(), "devices": str(settings.devices)}).validate()
+    return settings
 
 
 def load_run(run_dir):

@@ -79,8 +79,7 @@ def _start(cfg, pieces, run_dir, *, stream, checkpoint_every, display=None):
                              config_record(cfg, pieces, run_dir, team.processes))
 
     distributed.together(team, create)
-    with distributed.together(team, lambda: files.claim_part(run_dir, team.process,
-                                                             team.processes)):
+    with distributed.claim(team, run_dir):
         stream.write(f"gcsampler: splitting with {cfg.replicates} x {cfg.particles:,} "
                      f"particles down to eps {cfg.eps:g} ({cfg.move} moves, {cfg.moves} per "
                      f"level){_share_text(share, team)}; run directory {run_dir}\n")
@@ -92,17 +91,10 @@ def _resume(resumption, pieces, *, stream, checkpoint_every):
     r, team = resumption, distributed.team()
     share = replicate_share(r.cfg.replicates, team)
     part = files.part_dir(r.run_dir, team.process, team.processes)
-    with distributed.together(team, lambda: files.claim_part(r.run_dir, team.process,
-                                                             team.processes)):
+    with distributed.claim(team, r.run_dir):
         start = splitting_files.load_checkpoint(part)
-
-        def prepare():
-            if team.leader:
-                files.remove_temporaries(r.run_dir)
-                files.write_json(r.run_dir / record.CONFIG_FILE,
-                                 config_record(r.cfg, pieces, r.run_dir, team.processes))
-
-        distributed.together(team, prepare)
+        distributed.rewrite_config(team, r.run_dir,
+                                   config_record(r.cfg, pieces, r.run_dir, team.processes))
         at = f"after level {start.level}" if start else "from its start (no checkpoint yet)"
         stream.write(f"gcsampler: resuming {r.run_dir} {at}{_share_text(share, team)}\n")
         on_level = _display(r.cfg, stream, share, team, start)

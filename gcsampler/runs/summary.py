@@ -157,8 +157,3 @@ def csv_row(summary):
 
 def _number(value):
     return math.nan if value is None else value
-
-
-def log10_interval(lo, hi):
-    """log10 of a probability interval (None where a bound is 0 or missing)."""
-    return [math.log10(v) if v is not None and v > 0 else None for v in (lo, hi)]

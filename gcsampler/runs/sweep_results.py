@@ -13,8 +13,8 @@ import io
 import math
 import pathlib
 
-from gcsampler.core.intervals import wilson_interval
 from gcsampler.runs import config, files, runner, splitting_files, summary as schema
+from gcsampler.threshold import statistics
 
 SWEEP_FILE = "sweep.json"
 RESULTS_FILE = "results.csv"
@@ -105,27 +105,19 @@ def _rethresholded(run_dir, draws, eps):
             "acceptance_rate", "acceptance_ci95_lo", "acceptance_ci95_hi", "log10_p",
             "log10_p_ci95_lo", "log10_p_ci95_hi", "gnc_gen_loss_mean", "gnc_gen_loss_stderr")}}
     if "log10_p" in result:  # a splitting cell: the estimate of p
-        log10_p, (lo, hi) = result["log10_p"], result["log10_p_ci95"]
-        interval = [10 ** lo, 10 ** hi]
-        rate = 10 ** log10_p
+        lo, hi = result["log10_p_ci95"]
+        estimate = {"acceptance_rate": 10 ** result["log10_p"],
+                    "acceptance_ci95": [10 ** lo, 10 ** hi], "log10_p": result["log10_p"],
+                    "log10_p_ci95": [lo, hi]}
     else:
-        rate = result["accepted"] / draws
-        interval = list(wilson_interval(result["accepted"], draws))
+        estimate = statistics.acceptance(result["accepted"], draws)
         row["accepted"] = result["accepted"]
-        log10_p, (lo, hi) = _log10(rate), schema.log10_interval(*interval)
-    return {**row, "effective_eps": result["effective_eps"], "acceptance_rate": rate,
-            "acceptance_ci95_lo": interval[0], "acceptance_ci95_hi": interval[1],
-            "log10_p": log10_p, "log10_p_ci95_lo": _nan(lo), "log10_p_ci95_hi": _nan(hi),
-            "gnc_gen_loss_mean": result["gnc_gen_loss_mean"],
+    pairs = {f"{name}_{end}": estimate[name][i] for name in ("acceptance_ci95", "log10_p_ci95")
+             for i, end in enumerate(("lo", "hi"))}
+    return {**row, "effective_eps": result["effective_eps"],
+            "acceptance_rate": estimate["acceptance_rate"], "log10_p": estimate["log10_p"],
+            **pairs, "gnc_gen_loss_mean": result["gnc_gen_loss_mean"],
             "gnc_gen_loss_stderr": result["gnc_gen_loss_stderr"]}
-
-
-def _log10(value):
-    return math.log10(value) if value is not None and value > 0 else math.nan
-
-
-def _nan(value):
-    return math.nan if value is None else value
 
 
 def curves(sweep_dir, record):

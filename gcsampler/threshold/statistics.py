@@ -126,16 +126,11 @@ def summarize(totals, seconds=None):
     gnc = moments(totals.accepted, sums["accepted_gen_sum"], sums["accepted_gen_sumsq"])
     finite = totals.drawn - totals.nonfinite
     prior = moments(finite, sums["gen_sum"], sums["gen_sumsq"])
-    rate = totals.accepted / totals.drawn if totals.drawn else math.nan
-    interval = wilson_interval(totals.accepted, totals.drawn)
     summary = {
         "draws": totals.drawn,
         "accepted": totals.accepted,
         "nonfinite": totals.nonfinite,
-        "acceptance_rate": rate,
-        "acceptance_ci95": list(interval),
-        "log10_p": _log10(rate),
-        "log10_p_ci95": [_log10(bound) for bound in interval],
+        **acceptance(totals.accepted, totals.drawn),
         "gnc_gen_loss_mean": gnc[0],
         "gnc_gen_loss_std": gnc[1],
         "gnc_gen_loss_stderr": gnc[2],
@@ -149,6 +144,15 @@ def summarize(totals, seconds=None):
         summary["seconds"] = seconds
         summary["samples_per_second"] = totals.drawn / seconds if seconds > 0 else math.nan
     return summary
+
+
+def acceptance(accepted, drawn):
+    """The estimate of p = P(train loss < eps) from ``accepted`` of ``drawn`` draws: the
+    rate with its Wilson 95% interval, and both as log10 (NaN where undefined)."""
+    rate = accepted / drawn if drawn else math.nan
+    interval = wilson_interval(accepted, drawn)
+    return {"acceptance_rate": rate, "acceptance_ci95": list(interval), "log10_p": _log10(rate),
+            "log10_p_ci95": [_log10(bound) for bound in interval]}
 
 
 def _log10(p):
