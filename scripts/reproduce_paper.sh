@@ -5,7 +5,8 @@
 #   OUT_DIR         where the sweeps go (default: runs/paper-<time>)
 #   SCALE           fraction of the paper's draws per seed, in (0, 1] (default: 1, the paper's
 #                   1e8 and 1e9; on a CPU use about 0.001 to 0.01 for a look)
-#   PRESET_PATTERN  shell pattern of the presets to run (default: all; e.g. 'fig[12]-*')
+#   PRESET_PATTERN  shell pattern of the presets to run (default: all, the '-as-run' variants
+#                   of Figs. 3 and 4 included; e.g. 'fig[12]-*')
 #
 # Each preset becomes OUT_DIR/<preset>/ (a sweep directory: run directories, results.csv,
 # gen_loss and acceptance_rate figures); OUT_DIR/figures/ collects every preset's figures and

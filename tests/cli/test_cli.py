@@ -284,6 +284,7 @@ def test_sweep_list_presets(capsys, flag):
     assert cli.main(["sweep", flag]) == 0
     out = capsys.readouterr().out
     assert "fig1-linear" in out and "fig11-leaky_relu" in out and "1e+09 draws x 8 seeds" in out
+    assert "fig4-leaky_relu-as-run" in out and "never applies" in out
 
 
 def test_flags_may_use_hyphens_but_values_are_kept():

@@ -1,6 +1,7 @@
 """Sweeps: presets resolve to the paper's settings, cells expand as specified, and a tiny
 sweep writes run directories and a results.csv that agree with standalone runs."""
 
+import collections
 import csv
 import io
 import math
@@ -54,23 +55,182 @@ def test_depth_presets_are_the_papers_fig2():
             1e-2, 20_000, expected_init[cfg.depth])
 
 
-@pytest.mark.parametrize("figure, axis, change", [
-    (3, "width", {"gd_momentum": 0.9}), (4, "depth", {"gd_momentum": 0.9}),
-    (5, "width", {"rank": 2}), (6, "depth", {"rank": 2}),
-    (7, "width", {"prior": "uniform"}), (8, "depth", {"prior": "uniform"}),
-    (9, "width", {"task": "completion"}), (10, "depth", {"task": "completion"}),
-    (11, "depth", {"normalize": False}),
-])
-def test_ablation_presets_change_one_thing(figure, axis, change):
-    base = presets.get(f"fig{1 if axis == 'width' else 2}-linear")
-    preset = presets.get(f"fig{figure}-linear")
-    assert preset.axis == axis and preset.values == base.values
-    differing = {k: v for k, v in preset.settings.items() if base.settings.get(k) != v}
-    assert differing == change
+# The published configs (YoniSlutzky98/nn-gd-gen-mf at 056dcb82b576b7db4558b1c7ff44c4a6f6e2e3ef),
+# one entry per file, in gcsampler's names: completion false/true -> task sensing/completion,
+# gnc_init gauss/unif -> prior gaussian/uniform, gd_epochs -> gd_steps, gnc_eps_train -> eps,
+# gnc_num_samples -> samples, gnc_normalize -> normalize, num_measurements -> measurements,
+# gd_lrs -> gd_lr (one value for all).
+# gd_init_scales is per swept value; a one-element list applies to every value.
+Published = collections.namedtuple(
+    "Published", "preset axis task rank measurements activation prior normalize eps "
+                 "samples gd_lr gd_steps gd_momentum gd_init_scales")
+P = Published
+PUBLISHED = [
+    # configs/width/width_gt_rank=1_act=Linear_gnc_init=gauss.json
+    P("fig1-linear", "width", "sensing", 1, 15, "linear", "gaussian", False, 0.02,
+      1e8, 1e-4, 100000, 0.0, [1e-3]),
+    # configs/width/width_gt_rank=1_act=Tanh_gnc_init=gauss.json
+    P("fig1-tanh", "width", "sensing", 1, 15, "tanh", "gaussian", False, 0.02,
+      1e8, 1e-4, 100000, 0.0, [1e-3]),
+    # configs/width/width_gt_rank=1_act=LeakyReLU_gnc_init=gauss.json
+    P("fig1-leaky_relu", "width", "sensing", 1, 15, "leaky_relu", "gaussian", False, 0.02,
+      1e8, 1e-4, 100000, 0.0, [1e-3]),
+    # configs/depth/depth_gt_rank=1_act=Linear_gnc_init=gauss.json
+    P("fig2-linear", "depth", "sensing", 1, 15, "linear", "gaussian", True, 0.0035,
+      1e9, 0.01, 20000, 0.0, [0.001, 0.001, 0.001, 0.1, 0.1, 0.1, 0.1, 0.2, 0.2]),
+    # configs/depth/depth_gt_rank=1_act=Tanh_gnc_init=gauss.json
+    P("fig2-tanh", "depth", "sensing", 1, 15, "tanh", "gaussian", True, 0.0035,
+      1e9, 0.01, 20000, 0.0, [0.001, 0.001, 0.001, 0.1, 0.1, 0.1, 0.1, 0.2, 0.2]),
+    # configs/depth/depth_gt_rank=1_act=LeakyReLU_gnc_init=gauss.json
+    P("fig2-leaky_relu", "depth", "sensing", 1, 15, "leaky_relu", "gaussian", True, 0.0035,
+      1e9, 0.01, 50000, 0.0, [0.001, 0.001, 0.001, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]),
+    # configs/width/width_gt_rank=1_act=Linear_gnc_init=gauss_gd_momentum=0.9.json
+    P("fig3-linear", "width", "sensing", 1, 15, "linear", "gaussian", False, 0.02,
+      1e8, 1e-4, 100000, 0.9, [1e-3]),
+    # configs/width/width_gt_rank=1_act=Tanh_gnc_init=gauss_gd_momentum=0.9.json
+    P("fig3-tanh", "width", "sensing", 1, 15, "tanh", "gaussian", False, 0.02,
+      1e8, 1e-4, 100000, 0.9, [1e-3]),
+    # configs/width/width_gt_rank=1_act=LeakyReLU_gnc_init=gauss_gd_momentum=0.9.json
+    P("fig3-leaky_relu", "width", "sensing", 1, 15, "leaky_relu", "gaussian", False, 0.02,
+      1e8, 1e-4, 100000, 0.9, [1e-3]),
+    # configs/depth/depth_gt_rank=1_act=Linear_gnc_init=gauss_gd_momentum=0.9.json
+    P("fig4-linear", "depth", "sensing", 1, 15, "linear", "gaussian", True, 0.0035,
+      1e9, 0.01, 20000, 0.9, [0.001, 0.001, 0.001, 0.1, 0.1, 0.1, 0.1, 0.2, 0.2]),
+    # configs/depth/depth_gt_rank=1_act=Tanh_gnc_init=gauss_gd_momentum=0.9.json
+    P("fig4-tanh", "depth", "sensing", 1, 15, "tanh", "gaussian", True, 0.0035,
+      1e9, 0.01, 20000, 0.9, [0.001, 0.001, 0.001, 0.1, 0.1, 0.1, 0.1, 0.2, 0.2]),
+    # configs/depth/depth_gt_rank=1_act=LeakyReLU_gnc_init=gauss_gd_momentum=0.9.json
+    P("fig4-leaky_relu", "depth", "sensing", 1, 15, "leaky_relu", "gaussian", True, 0.0035,
+      1e9, 0.01, 50000, 0.9, [0.001, 0.001, 0.001, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]),
+    # configs/width/width_gt_rank=2_act=Linear_gnc_init=gauss.json
+    P("fig5-linear", "width", "sensing", 2, 22, "linear", "gaussian", False, 0.02,
+      1e8, 1e-4, 100000, 0.0, [1e-3]),
+    # configs/width/width_gt_rank=2_act=Tanh_gnc_init=gauss.json
+    P("fig5-tanh", "width", "sensing", 2, 22, "tanh", "gaussian", False, 0.02,
+      1e8, 1e-4, 100000, 0.0, [1e-3]),
+    # configs/width/width_gt_rank=2_act=LeakyReLU_gnc_init=gauss.json
+    P("fig5-leaky_relu", "width", "sensing", 2, 22, "leaky_relu", "gaussian", False, 0.02,
+      1e8, 1e-4, 100000, 0.0, [1e-3]),
+    # configs/depth/depth_gt_rank=2_act=Linear_gnc_init=gauss.json
+    P("fig6-linear", "depth", "sensing", 2, 22, "linear", "gaussian", True, 0.01,
+      1e9, 0.01, 50000, 0.0, [0.001, 0.001, 0.001, 0.1, 0.1, 0.1, 0.1, 0.2, 0.2]),
+    # configs/depth/depth_gt_rank=2_act=Tanh_gnc_init=gauss.json
+    P("fig6-tanh", "depth", "sensing", 2, 22, "tanh", "gaussian", True, 0.01,
+      1e9, 0.01, 50000, 0.0, [0.001, 0.001, 0.001, 0.1, 0.1, 0.1, 0.1, 0.2, 0.2]),
+    # configs/depth/depth_gt_rank=2_act=LeakyReLU_gnc_init=gauss.json
+    P("fig6-leaky_relu", "depth", "sensing", 2, 22, "leaky_relu", "gaussian", True, 0.01,
+      1e9, 0.01, 50000, 0.0, [0.001, 0.001, 0.001, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]),
+    # configs/width/width_gt_rank=1_act=Linear_gnc_init=unif.json
+    P("fig7-linear", "width", "sensing", 1, 15, "linear", "uniform", False, 0.02,
+      1e8, 1e-4, 100000, 0.0, [1e-3]),
+    # configs/width/width_gt_rank=1_act=Tanh_gnc_init=unif.json
+    P("fig7-tanh", "width", "sensing", 1, 15, "tanh", "uniform", False, 0.02,
+      1e8, 1e-4, 100000, 0.0, [1e-3]),
+    # configs/width/width_gt_rank=1_act=LeakyReLU_gnc_init=unif.json
+    P("fig7-leaky_relu", "width", "sensing", 1, 15, "leaky_relu", "uniform", False, 0.02,
+      1e8, 1e-4, 100000, 0.0, [1e-3]),
+    # configs/depth/depth_gt_rank=1_act=Linear_gnc_init=unif.json
+    P("fig8-linear", "depth", "sensing", 1, 15, "linear", "uniform", True, 0.0035,
+      1e9, 0.01, 20000, 0.0, [0.001, 0.001, 0.001, 0.1, 0.1, 0.1, 0.1, 0.2, 0.2]),
+    # configs/depth/depth_gt_rank=1_act=Tanh_gnc_init=unif.json
+    P("fig8-tanh", "depth", "sensing", 1, 15, "tanh", "uniform", True, 0.0035,
+      1e9, 0.01, 20000, 0.0, [0.001, 0.001, 0.001, 0.1, 0.1, 0.1, 0.1, 0.2, 0.2]),
+    # configs/depth/depth_gt_rank=1_act=LeakyReLU_gnc_init=unif.json
+    P("fig8-leaky_relu", "depth", "sensing", 1, 15, "leaky_relu", "uniform", True, 0.0035,
+      1e9, 0.01, 50000, 0.0, [0.001, 0.001, 0.001, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]),
+    # configs/width/width_gt_rank=1_act=Linear_gnc_init=gauss_completion.json
+    P("fig9-linear", "width", "completion", 1, 15, "linear", "gaussian", False, 0.02,
+      1e8, 1e-4, 100000, 0.0, [1e-3]),
+    # configs/width/width_gt_rank=1_act=Tanh_gnc_init=gauss_completion.json
+    P("fig9-tanh", "width", "completion", 1, 15, "tanh", "gaussian", False, 0.02,
+      1e8, 1e-4, 100000, 0.0, [1e-3]),
+    # configs/width/width_gt_rank=1_act=LeakyReLU_gnc_init=gauss_completion.json
+    P("fig9-leaky_relu", "width", "completion", 1, 15, "leaky_relu", "gaussian", False, 0.02,
+      1e8, 1e-4, 100000, 0.0, [1e-3]),
+    # configs/depth/depth_gt_rank=1_act=Linear_gnc_init=gauss_completion.json
+    P("fig10-linear", "depth", "completion", 1, 15, "linear", "gaussian", True, 0.0035,
+      1e9, 0.01, 20000, 0.0, [0.001, 0.001, 0.001, 0.1, 0.1, 0.1, 0.1, 0.2, 0.2]),
+    # configs/depth/depth_gt_rank=1_act=Tanh_gnc_init=gauss_completion.json
+    P("fig10-tanh", "depth", "completion", 1, 15, "tanh", "gaussian", True, 0.0035,
+      1e9, 0.01, 20000, 0.0, [0.001, 0.001, 0.001, 0.1, 0.1, 0.1, 0.1, 0.2, 0.2]),
+    # configs/depth/depth_gt_rank=1_act=LeakyReLU_gnc_init=gauss_completion.json
+    P("fig10-leaky_relu", "depth", "completion", 1, 15, "leaky_relu", "gaussian", True, 0.0035,
+      1e9, 0.01, 50000, 0.0, [0.001, 0.001, 0.001, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]),
+    # configs/depth/depth_gt_rank=1_act=Linear_gnc_init=gauss_normalize=False.json
+    P("fig11-linear", "depth", "sensing", 1, 15, "linear", "gaussian", False, 0.01,
+      1e9, 0.01, 20000, 0.0, [0.001, 0.001, 0.001, 0.1, 0.1, 0.1, 0.1, 0.2, 0.2]),
+    # configs/depth/depth_gt_rank=1_act=Tanh_gnc_init=gauss_normalize=False.json
+    P("fig11-tanh", "depth", "sensing", 1, 15, "tanh", "gaussian", False, 0.01,
+      1e9, 0.01, 20000, 0.0, [0.001, 0.001, 0.001, 0.1, 0.1, 0.1, 0.1, 0.2, 0.2]),
+    # configs/depth/depth_gt_rank=1_act=LeakyReLU_gnc_init=gauss_normalize=False.json
+    P("fig11-leaky_relu", "depth", "sensing", 1, 15, "leaky_relu", "gaussian", False, 0.01,
+      1e9, 0.01, 50000, 0.0, [0.001, 0.001, 0.001, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]),
+]
+# Every config file: n_rows = n_cols = 5, gt_norm 1.0, num_seeds 8, negative_slope 0.2; every
+# configs/width file sweeps widths [5, 10, 20, 40, 80, 160] at depth 2, every configs/depth
+# file depths [2, ..., 10] at width 5.
+PUBLISHED_SWEEPS = {"width": ((5, 10, 20, 40, 80, 160), "depth", 2),
+                    "depth": ((2, 3, 4, 5, 6, 7, 8, 9, 10), "width", 5)}
+
+
+def _cells(preset, seeds=None):
+    return sweep.expand(sweep.SweepSpec(preset.axis, preset.values, seeds or preset.seeds,
+                                        dict(preset.settings), dict(preset.per_value)))
+
+
+def _check_published(preset, published):
+    values, fixed, fixed_value = PUBLISHED_SWEEPS[published.axis]
+    assert (preset.axis, preset.values, preset.seeds) == (published.axis, values, 8)
+    cells = _cells(preset)
+    assert [(c.value, c.seed) for c in cells] == [(v, s) for v in values for s in range(8)]
+    scales = published.gd_init_scales * (len(values) if len(published.gd_init_scales) == 1
+                                         else 1)
+    for cell in cells:
+        cfg = cell.cfg
+        assert getattr(cfg, published.axis) == cell.value and getattr(cfg, fixed) == fixed_value
+        assert (cfg.rows, cfg.cols, cfg.gt_norm, cfg.leaky_slope) == (5, 5, 1.0, 0.2)
+        assert cfg.seed == cfg.problem_seed == cell.seed
+        assert (cfg.task, cfg.rank, cfg.measurements, cfg.activation, cfg.prior) == (
+            published.task, published.rank, published.measurements, published.activation,
+            published.prior)
+        assert (cfg.normalize, cfg.eps, cfg.samples, cfg.method) == (
+            published.normalize, published.eps, published.samples, "rejection")
+        assert (cfg.gd, cfg.gd_optimizer, cfg.gd_runs, cfg.gd_lr, cfg.gd_steps,
+                cfg.gd_momentum) == (True, "grouprmsprop", 1, published.gd_lr,
+                                     published.gd_steps, published.gd_momentum)
+        assert cfg.gd_init_scale == scales[values.index(cell.value)]
+
+
+def test_published_table_has_one_entry_per_config():
+    names = [p.preset for p in PUBLISHED]
+    assert len(names) == len(set(names)) == 33
+    assert set(names) == {name for name in presets.PRESETS if not name.endswith("-as-run")}
+
+
+@pytest.mark.parametrize("published", PUBLISHED, ids=[p.preset for p in PUBLISHED])
+def test_presets_are_the_published_configs(published):
+    _check_published(presets.get(published.preset), published)
+
+
+@pytest.mark.parametrize("figure", [3, 4])
+def test_as_run_presets_are_the_momentum_figures_without_momentum(figure):
+    """The published GroupRMSprop never applies its momentum: fig3/fig4 as run."""
+    listing = presets.listing()
+    for activation in presets.ACTIVATIONS:
+        name = f"fig{figure}-{activation}-as-run"
+        preset = presets.get(name)
+        published = next(p for p in PUBLISHED if p.preset == f"fig{figure}-{activation}")
+        assert published.gd_momentum == 0.9
+        _check_published(preset, published._replace(gd_momentum=0.0))
+        assert preset.figure == f"Fig. {figure}" and "never applies" in preset.description
+        assert name in listing
+        # With momentum gone, the published config is fig1's (fig2's) in every setting.
+        base = presets.get(f"fig{figure - 2}-{activation}")
+        assert [c.cfg for c in _cells(preset, 1)] == [c.cfg for c in _cells(base, 1)]
 
 
 def test_every_preset_expands_to_valid_cells():
-    assert len(presets.PRESETS) == 11 * 3
+    assert len(presets.PRESETS) == 11 * 3 + 2 * 3
     for preset in presets.PRESETS.values():
         cells = sweep.expand(sweep.SweepSpec(preset.axis, preset.values, 1, dict(preset.settings),
                                              dict(preset.per_value), scale=1e-4))
