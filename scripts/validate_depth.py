@@ -133,6 +133,12 @@ def figure(cells, path):
     plt.close(fig)
 
 
+def write(out, record):
+    """validate_depth.json in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "validate_depth.json").write_text(json.dumps(record, indent=2, default=float))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--eps", type=float, default=0.02)
@@ -153,6 +159,8 @@ def main():
     began = time.perf_counter()
     cells, comparisons, checks = [], [], []
     stability = [int(d) for d in args.stability_depths.split(",") if d]
+    record = {"device": device.device_kind, "jax_version": jax.__version__,
+              "settings": vars(args), "cells": cells}
     for activation in args.activations.split(","):
         for depth in (int(d) for d in args.depths.split(",")):
             model = gcs.factorization(5, 5, depth, 5, activation)
@@ -182,16 +190,15 @@ def main():
                     checks.append(("b", f"{label}: {name}", f"log10 p {run['log10_p']:.3f}, gen "
                                    f"{run['gen']:.4g}; difference / bound {bound:.2f}",
                                    bound <= 1))
+                    print(f"{label} {name}: {checks[-1][2]}", flush=True)
             cells.append(cell)
+            if args.out:  # after every cell, so that a stopped run keeps what it measured
+                write(Path(args.out), record)
     checks = part_a(cells, comparisons) + checks
     seconds = time.perf_counter() - began
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "validate_depth.json").write_text(json.dumps(
-            {"device": device.device_kind, "jax_version": jax.__version__, "settings": vars(args),
-             "seconds": seconds, "checks": checks, "cells": cells}, indent=2, default=float))
-        figure(cells, out / "validate_depth.png")
+        write(Path(args.out), {**record, "seconds": seconds, "checks": checks})
+        figure(cells, Path(args.out) / "validate_depth.png")
     print(f"\n{header}; {seconds:.0f} s")
     print("cell           log10 p split / rejection   gen split / rejection   worst corr")
     for c in cells:
