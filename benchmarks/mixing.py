@@ -4,13 +4,14 @@ A splitting run (1024 particles, 32 moves per level) brings a population down to
 eps; its population at the last level before eps, all inside that level's set, is then
 moved by each named combination of kernels alone (a sweep applies each in turn; step
 sizes are retuned after every sweep), and the correlation of each statistic with its
-starting value is printed after 4, 16 and 64 sweeps, with the seconds the 64 sweeps
-took. The statistics: the log train loss, the gen loss, four random projections of the
+starting value is printed after 4, 16 and 64 sweeps (and after ``--seconds``, for
+comparisons at equal time), with the seconds they took. The statistics: the log train loss, the gen loss, four random projections of the
 normalized end-to-end matrix W (those six are what ``--moves auto`` watches), and the
 log norms of W before normalization and of the first layer (slow directions that the
 auto rule does not watch).
 
-    PYTHONPATH=. python benchmarks/mixing.py --depth 6 --eps 1e-3 --kernels ess ess,cone
+    PYTHONPATH=. python benchmarks/mixing.py --depth 6 --eps 1e-3 --seconds 60 \
+        --kernels ess ess,cone ess,rotate ess,cone,rotate
 """
 
 import argparse
@@ -20,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gcsampler.factorization import fibers, latent, models, priors, problems, splitting
+from gcsampler.factorization import fibers, latent, models, priors, problems, rotations, splitting
 from gcsampler.splitting.base import PROJECTIONS, _correlations
 from gcsampler.splitting.moves import make_move
 
@@ -40,13 +41,15 @@ def population(problem, model, prior, eps, particles):
     return state.z[0], state.train[0], state.gen[0], state.level[0]
 
 
-def kernels_named(names, coords, prior, train_ops, train_labels):
+def kernels_named(names, coords, model, prior, train_ops, train_labels):
     """The kernels of one combination: registered moves by name, 'cone'/'fiber' for the
-    moves along the level set."""
+    moves along the level set, 'rotate' for the layer rotations."""
     out = []
     for name in names.split(","):
         if name in ("cone", "fiber"):
             out += fibers.fiber_moves(coords, prior, train_ops, train_labels)
+        elif name == "rotate":
+            out += rotations.rotation_moves(coords, model, prior)
         else:
             out.append(make_move(name))
     return tuple(out)
@@ -58,8 +61,12 @@ def main():
     parser.add_argument("--activation", default="linear")
     parser.add_argument("--eps", type=float, default=1e-3)
     parser.add_argument("--particles", type=int, default=1024)
-    parser.add_argument("--kernels", nargs="+", default=["ess", "ess,cone"],
-                        help="combinations to compare, e.g. ess ess,cone cone")
+    parser.add_argument("--kernels", nargs="+", default=["ess", "ess,cone", "ess,cone,rotate"],
+                        help="combinations to compare, e.g. ess ess,cone ess,rotate")
+    parser.add_argument("--seconds", type=float, default=0.0,
+                        help="after the 64 sweeps, keep sweeping until this many seconds "
+                             "have passed and report the correlations then (for "
+                             "comparisons per second)")
     args = parser.parse_args()
     problem = problems.matrix_sensing(seed=0)
     model = models.factorization(5, 5, args.depth, 5, args.activation)
@@ -90,7 +97,7 @@ def main():
           f"{jax.devices()[0].platform}")
     start = statistics(z0, train0, gen0)
     for names in args.kernels:
-        kernels = kernels_named(names, coords, prior, ops[:, :n_train], labels[:n_train])
+        kernels = kernels_named(names, coords, model, prior, ops[:, :n_train], labels[:n_train])
 
         @jax.jit
         def sweep(key, z, train, gen, params):
@@ -105,19 +112,23 @@ def main():
         params = jnp.asarray([k.initial_param for k in kernels], jnp.float32)
         z, train, gen = z0, train0, gen0
         jax.block_until_ready(sweep(jax.random.key(0), z, train, gen, params))  # compile
-        began, rows = time.perf_counter(), []
-        for count in range(1, SWEEPS + 1):
+        began, rows, count = time.perf_counter(), [], 0
+        while count < SWEEPS or time.perf_counter() - began < args.seconds:
+            count += 1
             z, train, gen, moved = sweep(jax.random.key(count), z, train, gen, params)
             params = jnp.stack([k.adapt(p, a) for k, p, a in zip(kernels, params, moved)])
             if count in REPORTED:
-                rows.append((count, np.asarray(_correlations(start, statistics(z, train, gen)))))
+                rows.append((count, time.perf_counter() - began,
+                             np.asarray(_correlations(start, statistics(z, train, gen)))))
         seconds = time.perf_counter() - began
-        print(f"\n{names}: {SWEEPS} sweeps in {seconds:.1f} s ({seconds / SWEEPS * 1e3:.0f} ms "
+        if count not in REPORTED:
+            rows.append((count, seconds, np.asarray(_correlations(start, statistics(z, train,
+                                                                                    gen)))))
+        print(f"\n{names}: {count} sweeps in {seconds:.1f} s ({seconds / count * 1e3:.0f} ms "
               f"per sweep)")
-        print(" sweeps " + " ".join(f"{n:>11}" for n in NAMES))
-        for count, corr in rows:
-            print(f" {count:>6} " + " ".join(f"{c:>11.2f}" for c in corr))
-
+        print(" sweeps seconds " + " ".join(f"{n:>11}" for n in NAMES))
+        for count, elapsed, corr in rows:
+            print(f" {count:>6} {elapsed:>7.1f} " + " ".join(f"{c:>11.2f}" for c in corr))
 
 if __name__ == "__main__":
     main()

@@ -43,12 +43,16 @@ class Latent(NamedTuple):
         normalization; its law under z ~ N(0, I) is the prior's.
       linear_blocks: ``(start, stop)`` pairs of the blocks ``z[start:stop]`` in
         which ``matrix`` is linear given the rest of ``z`` (the last block last).
+      layers: ``((start, stop), shape)`` of every block, in order: the block read as a
+        matrix of ``shape`` is a layer (for ``last_layer``, the last one is the
+        (n_rows, n_cols) block that stands for the last layer).
     """
 
     name: str
     dim: int
     matrix: Callable
     linear_blocks: tuple = ()
+    layers: tuple = ()
 
 
 def applicable(model, prior):
@@ -89,6 +93,7 @@ def make_latent(model, prior, name="auto"):
                 for i, shape in enumerate(shapes)]
 
     blocks = tuple((int(offsets[i]), int(offsets[i + 1])) for i in range(len(shapes)))
+    layer_blocks = tuple(zip(blocks, (tuple(shape) for shape in shapes)))
     if not priors.is_builtin_gaussian(prior):
         blocks = ()         # from_normal need not be linear
     elif name == "last_layer" or (model.depth > 1 and not model.is_linear):
@@ -100,12 +105,12 @@ def make_latent(model, prior, name="auto"):
 
     if name == "direct":
         return Latent("direct", int(offsets[-1]), lambda z: models.end_to_end(model, layers(z)),
-                      blocks)
+                      blocks, layer_blocks)
 
     def matrix(z):
         return collapsed.collapse_last_layer(model, hidden(z), z[offsets[-2]:].reshape(shapes[-1]))
 
-    return Latent("last_layer", int(offsets[-1]), matrix, blocks)
+    return Latent("last_layer", int(offsets[-1]), matrix, blocks, layer_blocks)
 
 
 def normalized(latent, prior):

@@ -2,7 +2,8 @@
 
 Particles live in the prior's Gaussian coordinates (:mod:`.latent`); the moves are
 the registered ones (:mod:`gcsampler.splitting.moves`) followed, for the built-in
-Gaussian prior, by the moves along the level set of :mod:`.fibers`. R independent
+Gaussian prior, by the moves along the level set of :mod:`.fibers` and, at depth >= 2,
+the layer rotations of :mod:`.rotations`. R independent
 replicates run in one batch, sharded over devices (and split over processes by
 :mod:`gcsampler.runs.splitting_run`, :func:`gcsampler.splitting.results.combine`
 joining them). A run can stop after any level and continue from its
@@ -22,7 +23,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from gcsampler.core import keys
 from gcsampler.core.devices import resolve_devices
-from gcsampler.factorization import fibers, latent, problems
+from gcsampler.factorization import fibers, latent, problems, rotations
 from gcsampler.factorization.task import check_pieces
 from gcsampler.splitting.base import (DEFAULT_MAX_LEVELS, DEFAULT_MAX_MOVES, DEFAULT_PARTICLES,
                                       DEFAULT_REPLICATES, DEFAULT_SURVIVAL,
@@ -60,7 +61,8 @@ def multilevel_splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTIC
                          replicates=DEFAULT_REPLICATES, seed=0, move="ess", moves="auto",
                          target_correlation=DEFAULT_TARGET_CORRELATION,
                          max_moves=DEFAULT_MAX_MOVES, survival=DEFAULT_SURVIVAL,
-                         latent_map="auto", fiber=True, max_levels=DEFAULT_MAX_LEVELS,
+                         latent_map="auto", fiber=True, rotate=True,
+                         max_levels=DEFAULT_MAX_LEVELS,
                          devices=None, first_replicate=0, on_level: Callable | None = None,
                          start: Snapshot | None = None, on_snapshot: Callable | None = None):
     """Estimate p = P(train loss < eps) and sample the prior restricted to {train loss < eps}.
@@ -83,6 +85,8 @@ def multilevel_splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTIC
       fiber: after each move, also make the moves along the level set of :mod:`.fibers`
         where they apply (the built-in Gaussian prior): ``fiber`` without
         normalization, ``cone`` on every linear block with it.
+      rotate: after those, also turn each layer's rows and columns
+        (:mod:`.rotations`) where that applies (the built-in Gaussian prior, depth >= 2).
       max_levels: stop (``converged`` False) after this many levels.
       devices: None/'all', a count or devices; replicates are sharded over as many
         as divide R.
@@ -109,8 +113,10 @@ def multilevel_splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTIC
     n_train = len(problem.train_ops)
     fiber_names = tuple(m.name for m in fibers.fiber_moves(
         coords, prior, ops[:, :n_train], labels[:n_train])) if fiber else ()
+    rotation_names = tuple(m.name for m in rotations.rotation_moves(coords, model, prior)
+                           ) if rotate else ()
     programs = _programs(model, prior, coords.name, kernel, survival, particles,
-                         n_train, tuple(used), bool(fiber_names))
+                         n_train, tuple(used), bool(fiber_names), bool(rotation_names))
     base = keys.seed_key(seed)
     edges = jnp.asarray(grid_edges(eps))
     eps32 = jnp.float32(float32_threshold(eps))
@@ -147,7 +153,8 @@ def multilevel_splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTIC
         accepted=done[:, None] & (final_train < eps32), edges=np.asarray(edges), eps=float(eps),
         particles=particles, replicates=replicates, evaluations=evaluations,
         seconds=before + time.perf_counter() - began, latent=coords.name, move=kernel.name,
-        fibers=fiber_names, converged=bool(np.all(done)), first_replicate=first_replicate)
+        fibers=fiber_names, rotations=rotation_names, converged=bool(np.all(done)),
+        first_replicate=first_replicate)
 
 
 def _finished(info, particles):
@@ -179,16 +186,17 @@ class _Programs(NamedTuple):
 
 @functools.lru_cache(maxsize=16)
 def _programs(model, prior, latent_name, move, survival, particles, n_train, devices,
-              use_fiber):
+              use_fiber, use_rotation):
     """The jitted, replicate-sharded init, level and matrix programs (cached)."""
     coords = latent.make_latent(model, prior, latent_name)
     matrix = latent.normalized(coords, prior)
     evaluate = make_evaluate(matrix, n_train)
+    turns = rotations.rotation_moves(coords, model, prior) if use_rotation else ()
 
     def kernels(ops, labels):
-        if not use_fiber:
-            return (move,)
-        return (move,) + fibers.fiber_moves(coords, prior, ops[:, :n_train], labels[:n_train])
+        along = (fibers.fiber_moves(coords, prior, ops[:, :n_train], labels[:n_train])
+                 if use_fiber else ())
+        return (move,) + along + turns
     mesh = Mesh(np.asarray(devices), ("d",))
     rep, shared = PartitionSpec("d"), PartitionSpec()
 

@@ -80,7 +80,7 @@ class RunConfig:
     move: str = _setting("ess", f"Splitting: the move kernel, one of {MOVES.allowed()} "
                                 "(docs/splitting.md describes them); the Gaussian prior adds "
                                 "moves along the level set after it ('fiber', or 'cone' with "
-                                "--normalize).")
+                                "--normalize) and, at depth >= 2, rotations of every layer.")
     # gradient-descent baseline (the paper's width-sweep settings)
     gd: bool = _setting(True, "Also run the gradient-descent baseline (--nogd to skip).")
     gd_optimizer: str = _setting("grouprmsprop", "GD optimizer.")

@@ -82,6 +82,7 @@ def load_part(part):
         levels = LevelInfo(*(arrays[f"levels_{name}"] for name in LevelInfo._fields))
         return SplittingResult(
             levels=levels, final_matrix=None, fibers=tuple(str(f) for f in arrays["fibers"]),
+            rotations=tuple(str(f) for f in arrays.get("rotations", ())),
             **{name: arrays[name] for name in ("log_p", "final_train", "final_gen", "accepted",
                                                "edges")},
             **{name: kind(arrays[name]) for name, kind in scalars.items()})

@@ -111,6 +111,8 @@ FIELDS = (
     Field("move", "", "the move kernel", ("splitting",), column=False),
     Field("fiber_moves", "", "the moves along the level set made after it",
           ("splitting",), column=False),
+    Field("rotation_moves", "moves", "layer rotations made after those in each sweep",
+          ("splitting",), column=False),
     Field("converged", "", "every replicate reached eps within the level cap",
           ("splitting",)),
     Field("splitting_message", "", "what looks wrong, if anything ('' if nothing)",

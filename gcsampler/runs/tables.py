@@ -61,6 +61,11 @@ def _fiber_moves(names):
                    for name, n in collections.Counter(names or ()).items())
 
 
+def _rotations(count):
+    """' + 12 layer rotations' for the summary's rotation count ('' for none)."""
+    return f" + {count} layer rotation{'s' if count > 1 else ''}" if count else ""
+
+
 def splitting_table(s):
     """The end-of-run table of a splitting run."""
     lo, hi = s["log10_p_ci95"]
@@ -77,7 +82,7 @@ def splitting_table(s):
         ("levels", f"{s['levels']}, {s['moves_per_level_mean']:.1f} moves per level (max "
                    f"{s['moves_per_level_max']}), {s['proposals_per_move']:.1f} evaluations "
                    f"per move, {s['move']} moves on {s['latent']} coordinates"
-                   f"{_fiber_moves(s['fiber_moves'])}"),
+                   f"{_fiber_moves(s['fiber_moves'])}{_rotations(s.get('rotation_moves'))}"),
         ("diagnostics", f"last correlation {fmt(s['final_correlation_max'], '.2f')}, "
                         f"{s['capped_moves']:,} capped moves, fewest ancestors at eps "
                         f"{s['ancestors_min']:,} of {s['particles']:,}"),

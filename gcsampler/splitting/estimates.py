@@ -91,6 +91,7 @@ def summarize_splitting(result):
         "latent": result.latent,
         "move": result.move,
         "fiber_moves": list(result.fibers),
+        "rotation_moves": len(result.rotations),
         "converged": result.converged,
     }
     summary["splitting_message"] = message(summary)

@@ -44,6 +44,8 @@ class SplittingResult(NamedTuple):
       latent, move: the coordinate map's and the move's names.
       fibers: the names of the moves along the level set (:mod:`gcsampler.factorization.fibers`)
         made after each move, in order (empty: none applied or ``fiber`` was False).
+      rotations: the names of the layer rotations
+        (:mod:`gcsampler.factorization.rotations`) made after those, in order.
       converged: whether every replicate reached eps within the level cap.
       first_replicate: the number of the first replicate (the others follow it).
     """
@@ -64,6 +66,7 @@ class SplittingResult(NamedTuple):
     move: str
     fibers: tuple
     converged: bool
+    rotations: tuple = ()
     first_replicate: int = 0
 
 

@@ -445,9 +445,11 @@ def test_splitting_agrees_with_rejection(activation):
     result = deep_run(activation)
     summary = _summarize(result)
     assert result.converged and result.move == DEEP_MOVE[activation]
-    # the move, then the fibre moves: cone on each of the normalized model's 2 layers
+    # the move, then the fibre moves: cone on each of the normalized model's 2 layers,
+    # then the rotations of both sides of both layers
     assert result.fibers == (("cone",) * 2 if activation == "normalized" else ("fiber",))
-    assert result.levels.acceptance.shape[-1] == 1 + len(result.fibers)
+    assert result.rotations == ("rotate",) * 4
+    assert result.levels.acceptance.shape[-1] == 1 + len(result.fibers) + 4
     assert -9.0 < log_p < -5.0                  # p between 1e-4 and 1e-2
     dof = DEEP_REPLICATES - 1
     ok, z, bound = _agree(summary["log_p"], summary["log_p_stderr"], dof, log_p, log_p_se,
@@ -487,10 +489,12 @@ def test_pcn_runs_end_to_end():
     result = deep_run("leaky_relu")
     summary = _summarize(result)
     assert summary["move"] == "pcn" and summary["converged"]
-    assert summary["proposals_per_move"] == pytest.approx(2.0)   # pCN's one proposal, fiber's one
+    # one proposal each: pCN, fiber, and the 4 rotations (both sides of both layers)
+    assert summary["proposals_per_move"] == pytest.approx(6.0)
+    assert summary["rotation_moves"] == 4
     assert np.all(result.final_train[result.accepted] < DEEP_EPS["leaky_relu"])
     assert np.all(np.sum(result.accepted, axis=1) >= DEEP_PARTICLES // 2)
-    assert result.levels.acceptance.shape[-1] == 2                 # pCN's and fiber's
+    assert result.levels.acceptance.shape[-1] == 6
 
 
 # --- 7. bad input ------------------------------------------------------------------
