@@ -189,3 +189,13 @@ def test_which_layers_get_rotations():
                                     uniform) == ()
     with pytest.raises(ValueError, match="side must be one of rows, columns"):
         rotations.rotation((0, 25), (5, 5), "diagonal")
+
+
+def test_the_driver_makes_them_unless_told_not_to():
+    model, prior, _ = CASES["normalized linear depth 3"]
+    for rotate, expected in ((True, ("rotate",) * 6), (False, ())):
+        result = splitting.multilevel_splitting(PROBLEM, model, prior, eps=0.05, particles=16,
+                                                replicates=1, moves=1, rotate=rotate,
+                                                fiber=False)
+        assert result.rotations == expected and result.fibers == ()
+        assert result.levels.acceptance.shape[-1] == 1 + len(expected)
