@@ -5,10 +5,10 @@ eps; its population at the last level before eps, all inside that level's set, i
 moved by each named combination of kernels alone (a sweep applies each in turn; step
 sizes are retuned after every sweep), and the correlation of each statistic with its
 starting value is printed after 4, 16 and 64 sweeps (and after ``--seconds``, for
-comparisons at equal time), with the seconds they took. The statistics: the log train loss, the gen loss, four random projections of the
-normalized end-to-end matrix W (those six are what ``--moves auto`` watches), and the
-log norms of W before normalization and of the first layer (slow directions that the
-auto rule does not watch).
+comparisons at equal time), with the seconds they took. The statistics: the log train
+loss, the gen loss, four random projections of the normalized end-to-end matrix W (those
+six are what ``--moves auto`` watches), and the log norms of W before normalization and
+of the first layer (slow directions that the auto rule does not watch).
 
     PYTHONPATH=. python benchmarks/mixing.py --depth 6 --eps 1e-3 --seconds 60 \
         --kernels ess ess,cone ess,rotate ess,cone,rotate
@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gcsampler.factorization import fibers, latent, models, priors, problems, rotations, splitting
+from gcsampler.factorization import (fibers, latent, models, priors, problems, rotations,
+                                     splitting)
 from gcsampler.splitting.base import PROJECTIONS, _correlations
 from gcsampler.splitting.moves import make_move
 
@@ -129,6 +130,7 @@ def main():
         print(" sweeps seconds " + " ".join(f"{n:>11}" for n in NAMES))
         for count, elapsed, corr in rows:
             print(f" {count:>6} {elapsed:>7.1f} " + " ".join(f"{c:>11.2f}" for c in corr))
+
 
 if __name__ == "__main__":
     main()

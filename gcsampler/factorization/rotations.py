@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from gcsampler.factorization import priors
-from gcsampler.splitting.moves import Move, MoveInfo, towards
+from gcsampler.splitting.moves import Move, accept_inside, towards
 
 ROTATION_INITIAL = 0.3
 ROTATION_TARGET = 0.25
@@ -63,11 +63,8 @@ def rotation(block, shape, side, initial_step=ROTATION_INITIAL, target=ROTATION_
         c = c / jnp.linalg.norm(c)
         theta = jnp.asarray(param, z.dtype) * jax.random.normal(key_angle, (), z.dtype)
         b = turned(z[start:stop].reshape(shape), a, c, theta)
-        candidate = z.at[start:stop].set(b.reshape(-1))
-        t, g = evaluate(candidate)
-        inside = t < level
-        return (jnp.where(inside, candidate, z), jnp.where(inside, t, train),
-                jnp.where(inside, g, gen), MoveInfo(inside, jnp.int32(1)))
+        return accept_inside(z.at[start:stop].set(b.reshape(-1)), z, train, gen, level,
+                             evaluate)
 
     return Move("rotate", step, float(initial_step), towards(target))
 

@@ -116,13 +116,18 @@ def pcn(initial_step=PCN_INITIAL, target=PCN_TARGET):
     def step(key, z, train, gen, level, evaluate, param):
         nu = jax.random.normal(key, z.shape, z.dtype)
         b = jnp.asarray(param, z.dtype)
-        candidate = jnp.sqrt(1 - b * b) * z + b * nu
-        t, g = evaluate(candidate)
-        inside = t < level
-        return (jnp.where(inside, candidate, z), jnp.where(inside, t, train),
-                jnp.where(inside, g, gen), MoveInfo(inside, jnp.int32(1)))
+        return accept_inside(jnp.sqrt(1 - b * b) * z + b * nu, z, train, gen, level, evaluate)
 
     return Move("pcn", step, float(initial_step), towards(target))
+
+
+def accept_inside(candidate, z, train, gen, level, evaluate):
+    """One Metropolis step of a symmetric proposal for the prior restricted to the level
+    set (a proposal that keeps the prior): accept ``candidate`` iff it is inside."""
+    t, g = evaluate(candidate)
+    inside = t < level
+    return (jnp.where(inside, candidate, z), jnp.where(inside, t, train),
+            jnp.where(inside, g, gen), MoveInfo(inside, jnp.int32(1)))
 
 
 def towards(target):
