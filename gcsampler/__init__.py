@@ -19,11 +19,14 @@ The public API, one flat namespace (every name is its function's own):
 - reference solutions: ``min_nuclear_interpolant``, ``min_frobenius_interpolant``,
   ``reference_losses``
 - sweeps: ``SweepSpec``, ``run_sweep``, ``load_sweep``, ``PRESETS``
+- tables across runs: ``load_runs`` (a pandas DataFrame of any run and sweep directories)
+- compiled programs kept on disk: ``use_compilation_cache``
 
 Where each piece lives, and where a new one goes, is docs/architecture.md.
 """
 
 from gcsampler._version import __version__
+from gcsampler.core.compilation_cache import use as use_compilation_cache
 from gcsampler.core.keys import draw_key
 from gcsampler.core.loop import Task
 from gcsampler.factorization.gd import gd_train, gd_train_many, group_rmsprop, make_optimizer, \
@@ -40,6 +43,7 @@ from gcsampler.factorization.task import factorization_task, guess_and_check, re
 from gcsampler.factorization.volume import linear_log_volume
 from gcsampler.plots import plot_run
 from gcsampler.runs.api import report, resume, resume_task, run, run_task
+from gcsampler.runs.collection import load_runs
 from gcsampler.runs.config import RunConfig
 from gcsampler.runs.presets import PRESETS
 from gcsampler.runs.runner import read_run, rethreshold
@@ -53,10 +57,10 @@ __all__ = [
     "PRESETS", "Factorization", "Prior", "Problem", "RunConfig", "SweepSpec", "Task",
     "__version__", "custom", "draw_key", "factorization", "factorization_task", "from_arrays",
     "gaussian", "gd_train", "gd_train_many", "group_rmsprop", "guess_and_check",
-    "linear_log_volume", "load_sweep", "make_optimizer", "make_sampler", "matrix_completion",
+    "linear_log_volume", "load_runs", "load_sweep", "make_optimizer", "make_sampler", "matrix_completion",
     "matrix_sensing", "min_frobenius_interpolant", "min_nuclear_interpolant", "model_task",
     "multilevel_splitting", "plot_run", "read_run", "reference_losses", "regenerate", "report",
     "resume", "resume_task", "rethreshold", "run", "run_sweep", "run_task",
     "scale_by_group_rms", "scaled", "splitting_curve", "summarize", "summarize_splitting",
-    "threshold_task", "uniform",
+    "threshold_task", "uniform", "use_compilation_cache",
 ]

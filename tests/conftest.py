@@ -9,13 +9,17 @@ the different modules share compiled kernels instead of each compiling their own
 
 import functools
 import hashlib
+import os
 
 import jax
 import numpy as np
 import pytest
 
-from gcsampler.core import keys
+from gcsampler.core import compilation_cache, keys
 from gcsampler.factorization import models, priors, problems, task
+
+# Tests leave the user's compilation cache alone (tests of the cache name their own).
+os.environ[compilation_cache.ENV] = compilation_cache.OFF
 
 # One small G&C run that most engine tests share.
 SEED = 11

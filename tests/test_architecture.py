@@ -57,3 +57,29 @@ def test_methods_are_told_apart_only_by_the_registry():
              for i, line in enumerate(p.read_text().splitlines()) if pattern.search(line)]
     assert not found
     assert pattern.search('if cfg.method == "splitting":') and pattern.search("'rejection' != m")
+
+
+# Import names whose distribution is named otherwise.
+DISTRIBUTIONS = {"sklearn": "scikit-learn", "absl": "absl-py"}
+
+
+def test_every_imported_package_is_declared():
+    """What the package imports is a dependency, or an extra (imported where it is needed,
+    with a one-line hint when it is missing)."""
+    import sys
+    import tomllib
+
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
+    declared = {re.split(r"[<>=\[ ]", spec)[0].lower()
+                for spec in project["dependencies"] + sum(
+                    (v for k, v in project["optional-dependencies"].items() if k != "test"), [])}
+    imported = set()
+    for path in MODULES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    third_party = {name for name in imported
+                   if name not in sys.stdlib_module_names and name != "gcsampler"}
+    assert {DISTRIBUTIONS.get(name, name) for name in third_party} - declared == set()

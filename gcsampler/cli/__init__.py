@@ -1,4 +1,4 @@
-"""The ``gcsampler`` command: run, report, sweep, classify, plot, regenerate.
+"""The ``gcsampler`` command: run, report, sweep, classify, plot, regenerate, table.
 
 Flags are absl flags (so ``--flagfile`` works), parsed per subcommand through
 ``absl.flags.argparse_flags`` (:mod:`.flags`); each command is a thin function of its
@@ -11,7 +11,7 @@ import sys
 from absl import flags as absl_flags
 from absl.flags import argparse_flags
 
-from gcsampler.cli import commands, flags
+from gcsampler.cli import classify_commands, commands, flags
 from gcsampler.cli.flags import UsageError
 from gcsampler.runs import checkpoint, files
 
@@ -42,7 +42,7 @@ def build_parser():
                  description="Run G&C, GD and the reference solutions for every (value, seed) "
                              "cell of a sweep; write one run directory per cell, results.csv "
                              "and the figures.")
-    _add_command(subcommands, "classify", flags.classify_flag_rows(), commands.classify_command,
+    _add_command(subcommands, "classify", flags.classify_flag_rows(), classify_commands.classify_command,
                  "G&C vs gradient training of small classifiers across training-set sizes",
                  description="Guess & Check on small classifiers (Chiang et al. 2023): per "
                              "training-set size and seed, the test accuracy of networks drawn "
@@ -53,17 +53,22 @@ def build_parser():
                  positional=("sweep_dir", "SWEEP"))
     _add_command(subcommands, "regenerate", flags.REGENERATE_FLAGS, commands.regenerate_command,
                  "write the full weights of one draw to .npz", positional=("run_dir", "RUN"))
+    _add_command(subcommands, "table", flags.TABLE_FLAGS, commands.table_command,
+                 "one table of many runs: every setting and result, printed or as CSV",
+                 positional=("paths", "RUN_OR_SWEEP", "+"))
     return parser
 
 
 def _add_command(subcommands, name, flag_rows, handler, help_text, *, positional=None,
                  description=None):
-    """A subcommand with its own absl flags; ``positional``: its one argument's (dest, metavar)."""
+    """A subcommand with its own absl flags; ``positional``: its argument's (dest, metavar[,
+    nargs])."""
     values = flags.flag_values(flag_rows)
     command = subcommands.add_parser(name, help=help_text, description=description,
                                      inherited_absl_flags=values, allow_abbrev=False)
     if positional is not None:
-        command.add_argument(positional[0], metavar=positional[1])
+        dest, metavar, *nargs = positional
+        command.add_argument(dest, metavar=metavar, nargs=nargs[0] if nargs else None)
     command.set_defaults(handler=handler, flag_values=values)
 
 

@@ -9,14 +9,13 @@ import dataclasses
 import math
 import pathlib
 
-import jax
 import numpy as np
 
 from gcsampler import plots
-from gcsampler.cli import flags
+from gcsampler.cli import flags, setup
 from gcsampler.cli.flags import UsageError
-from gcsampler.runs import (aggregate, api, classify_study, config, distributed, files,
-                            presets, runner, sweep, sweep_results)
+from gcsampler.runs import (aggregate, api, collection, config, distributed, files, presets,
+                            runner, sweep, sweep_results)
 from gcsampler.runs.methods import METHODS
 
 
@@ -39,59 +38,18 @@ def _pieces(cfg, command="run"):
         raise UsageError(f"gcsampler {command}: {err}") from None
 
 
-def _join(values, command="run"):
-    """Join a multi-process run if the flags ask for one (before anything uses a device)."""
-    if (values.num_processes, values.process_id, values.coordinator_address) == (1, 0, None):
-        return
-    if values.num_processes > 1 and values.out is None and values.resume is None:
-        raise UsageError(f"gcsampler {command}: --out is required with --num_processes > 1: "
-                         f"every process must write the same directory")
-    try:
-        distributed.initialize(values.coordinator_address, values.num_processes,
-                               values.process_id)
-    except ValueError as err:
-        raise UsageError(f"gcsampler {command}: {err}") from None
-    except RuntimeError as err:  # no coordinator, a timeout
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise files.RunDirError(f"cannot join the run at --coordinator_address "
-                                f"{values.coordinator_address}: {reason}") from None
-
-
-def _check_devices(requested, command="run"):
-    available = jax.local_devices()
-    if requested != "all" and int(requested) > len(available):
-        raise UsageError(f"gcsampler {command}: --devices must be 'all' or an integer in "
-                         f"[1, {len(available)}] "
-                         f"(this machine has {len(available)} {available[0].platform} "
-                         f"device(s)), got {requested}")
-
-
-def _checkpoint_every(values, command):
-    every = values.checkpoint_every
-    if not (math.isfinite(every) and every >= 0):
-        raise UsageError(f"gcsampler {command}: --checkpoint_every must be a non-negative "
-                         f"number of seconds, got {every}")
-    return every
-
-
 def run_command(args, values):
-    every = _checkpoint_every(values, "run")
+    every = setup.checkpoint_every(values, "run")
     if values.resume is not None:
         return _resume_run(values, every)
     cfg = run_config(values)
-    _join(values)
+    setup.start_process(values)
     pieces = _pieces(cfg)
-    _check_devices(cfg.devices)
-    out = _out_dir(values, cfg.tag())
-    _print_results(runner.execute(cfg, out, checkpoint_every=every, pieces=pieces), out)
+    setup.check_devices(cfg.devices)
+    out = setup.out_dir(values, cfg.tag())
+    runner.execute(cfg, out, checkpoint_every=every, pieces=pieces)
+    _print_results(out)
     return 0
-
-
-def _out_dir(values, tag):
-    """``--out``, or ``runs/<time>-<tag>`` when it is not given."""
-    if values.out:
-        return pathlib.Path(values.out)
-    return pathlib.Path("runs") / files.default_run_name(tag)
 
 
 def _resume_run(values, every):
@@ -101,29 +59,30 @@ def _resume_run(values, every):
                          "stays in its directory)")
     fields = [f.name for f in dataclasses.fields(config.RunConfig)]
     given = flags.settings(values, [name for name in fields if values[name].present], "run")
-    _join(values)
+    setup.start_process(values)
     try:
         resumption, pieces = runner.prepare_resume(values.resume, given)
     except ValueError as err:
         raise UsageError(f"gcsampler run: {err}") from None
-    _check_devices(resumption.cfg.devices)
+    setup.check_devices(resumption.cfg.devices)
     if resumption.done:
         print(f"{values.resume} is complete ({resumption.cfg.samples:,} draws"
               f"{', GD included' if resumption.cfg.gd else ''}): nothing to resume. "
               f"`gcsampler report {values.resume}` shows its results; a larger --samples "
               f"draws more.")
         return 0
-    _print_results(runner.resume(resumption, pieces, checkpoint_every=every), resumption.run_dir)
+    runner.resume(resumption, pieces, checkpoint_every=every)
+    _print_results(resumption.run_dir)
     return 0
 
 
-def _print_results(summary, run_dir):
+def _print_results(run_dir):
     team = distributed.team()
     if not team.leader:
         print(f"process {team.process} of {team.processes}: done; process 0 reports the "
               f"results of {run_dir}")
         return
-    print(METHODS[summary["method"]].table(summary))
+    print(api.report(run_dir))
     _write_plots(run_dir)
     print(f"\nNext: `gcsampler report {run_dir} --eps E` gives G&C at another threshold; "
           f"`gcsampler run --help` shows how to scale up (install with the [cuda] extra to use "
@@ -136,15 +95,15 @@ def report_command(args, values):
     except ValueError as err:
         raise UsageError(f"gcsampler report: {err}") from None
     if values.plot:
-        _write_plots(args.run_dir)
+        _write_plots(args.run_dir, log_y=not values.linear)
     return 0
 
 
-def _write_plots(run_dir):
+def _write_plots(run_dir, log_y=True):
     if not plots.available():
         print(plots.INSTALL_HINT)
         return
-    for path in plots.plot_run(run_dir):
+    for path in plots.plot_run(run_dir, log_y=log_y):
         print(f"figure: {path}")
 
 
@@ -184,118 +143,20 @@ def sweep_command(args, values):
         print(presets.listing())
         return 0
     spec = sweep_spec(values)
-    _check_devices(values.devices, command="sweep")
+    setup.use_compilation_cache(values, "sweep")
+    setup.check_devices(values.devices, command="sweep")
     name = spec.preset or f"{spec.axis}"
-    out = _out_dir(values, f"sweep-{name}")
+    out = setup.out_dir(values, f"sweep-{name}")
     sweep.run_sweep(spec, out)
     record, rows = sweep_results.load_sweep(out)
     print(f"\n{spec.title}")
-    _report_sweep(out, record, rows, "gen_loss", spec.title, stem="gen_loss")
+    _report_sweep(out, record, rows, "gen_loss", spec.title, stem="gen_loss",
+                  linear=values.linear)
     _report_sweep(out, record, rows, "acceptance_rate", spec.title, stem="acceptance_rate",
-                  table=False)
-    _plot_curves(out, record, spec.title)
+                  table=False, linear=values.linear)
+    _plot_curves(out, record, spec.title, linear=values.linear)
     print(f"results: {out / sweep_results.RESULTS_FILE}")
     return 0
-
-
-def classify_command(args, values):
-    if values.list_presets:
-        print(classify_study.preset_listing())
-        return 0
-    every = _checkpoint_every(values, "classify")
-    if values.resume is not None:
-        return _resume_study(values, every)
-    cfg = classify_config(values)
-    _join(values, "classify")
-    _check_devices(cfg.devices, command="classify")
-    name = values.preset or cfg.task
-    out = _out_dir(values, f"classify-{name}")
-    _print_study(_run_study(cfg, out, every, resume=False), out, cfg)
-    return 0
-
-
-def _run_study(cfg, out, every, resume):
-    try:
-        todo = classify_study.make_cells(cfg)
-    except (ValueError, ImportError) as err:  # ImportError: digits without scikit-learn
-        raise UsageError(f"gcsampler classify: {err}") from None
-    return classify_study.run(cfg, out, cells=todo, resume=resume, checkpoint_every=every)
-
-
-def _resume_study(values, every):
-    """`gcsampler classify --resume STUDY`: continue STUDY (--batch and --devices may
-    change, other flags must agree with its study.json)."""
-    if values.out is not None or values.preset is not None:
-        raise UsageError("gcsampler classify: --out and --preset cannot be combined with "
-                         "--resume (a resumed study keeps its directory and settings)")
-    out = pathlib.Path(values.resume)
-    recorded = classify_study.load_config(out)
-    fields = [f.name for f in dataclasses.fields(classify_study.StudyConfig)]
-    given = _study_settings(values, [name for name in fields if values[name].present])
-    changed = [name for name, value in given.items()
-               if name not in ("batch", "devices") and value != getattr(recorded, name)]
-    if changed:
-        raise UsageError(f"gcsampler classify: cannot resume {out} with "
-                         f"{' '.join(f'--{n}={values[n].value}' for n in changed)}: it ran with "
-                         f"{' '.join(f'--{n}={getattr(recorded, n)}' for n in changed)}; start "
-                         f"a new study instead")
-    cfg = dataclasses.replace(recorded, **{k: v for k, v in given.items()
-                                           if k in ("batch", "devices")})
-    _join(values, "classify")
-    _check_devices(cfg.devices, command="classify")
-    _print_study(_run_study(cfg, out, every, resume=True), out, cfg)
-    return 0
-
-
-def _print_study(rows, out, cfg):
-    team = distributed.team()
-    if not team.leader:
-        print(f"process {team.process} of {team.processes}: done; process 0 reports the "
-              f"results of {out}")
-        return
-    print(classify_study.table(rows))
-    print(f"results: {out / classify_study.RESULTS_FILE}")
-    if not plots.available():
-        print(plots.INSTALL_HINT)
-        return
-    for path in plots.plot_study(rows, out, cfg):
-        print(f"figure: {path}")
-
-
-def classify_config(values):
-    """The StudyConfig of parsed `classify` flags: preset, then the flags given."""
-    settings = {}
-    if values.preset is not None:
-        if values.preset not in classify_study.PRESETS:
-            raise UsageError(f"gcsampler classify: --preset must be one of "
-                             f"{', '.join(classify_study.PRESETS)}, got {values.preset!r}")
-        settings.update(classify_study.PRESETS[values.preset][1])
-    fields = [f.name for f in dataclasses.fields(classify_study.StudyConfig)]
-    settings.update(_study_settings(values, [name for name in fields if values[name].present
-                                             or name not in settings]))
-    try:
-        return classify_study.StudyConfig(**settings).validate()
-    except ValueError as err:
-        raise UsageError(f"gcsampler classify: {err}") from None
-
-
-def _study_settings(values, names):
-    """StudyConfig settings from the flags ``names``, parsed (counts, sizes, bins)."""
-    settings = flags.parsed_counts({name: values[name].value for name in names}, "classify")
-    try:
-        if isinstance(settings.get("n_train"), str):
-            settings["n_train"] = tuple(int(v) for v in settings["n_train"].split(","))
-    except ValueError:
-        raise UsageError(f"gcsampler classify: --n_train must be comma-separated even integers, "
-                         f"got {values.n_train!r}") from None
-    try:
-        if isinstance(settings.get("bins"), str):
-            settings["bins"] = tuple(tuple(float(x) for x in pair.split(":"))
-                                     for pair in settings["bins"].split(","))
-    except ValueError:
-        raise UsageError(f"gcsampler classify: --bins must be LO:HI pairs separated by commas, "
-                         f"got {values.bins!r}") from None
-    return settings
 
 
 def plot_command(args, values):
@@ -307,7 +168,7 @@ def plot_command(args, values):
         raise files.RunDirError(f"{args.sweep_dir} has no finished cell to plot")
     if values.y == flags.CURVES:
         if not _plot_curves(pathlib.Path(args.sweep_dir), record,
-                            record.get("title") or f"{record['axis']} sweep"):
+                            record.get("title") or f"{record['axis']} sweep", values.linear):
             raise UsageError(f"gcsampler plot: --y={flags.CURVES} needs a sweep made with "
                              f"--method=splitting")
         return 0
@@ -315,11 +176,12 @@ def plot_command(args, values):
     title = record.get("title") or f"{record['axis']} sweep"
     if values.eps is not None:
         title += f", re-thresholded at eps={values.eps:g}"
-    _report_sweep(pathlib.Path(args.sweep_dir), record, rows, values.y, title, stem=stem)
+    _report_sweep(pathlib.Path(args.sweep_dir), record, rows, values.y, title, stem=stem,
+                  linear=values.linear)
     return 0
 
 
-def _plot_curves(sweep_dir, record, title):
+def _plot_curves(sweep_dir, record, title, linear=False):
     """``gen_loss_vs_eps`` figures of a splitting sweep; False when it has no curves."""
     curves = sweep_results.curves(sweep_dir, record)
     if not curves:
@@ -331,12 +193,13 @@ def _plot_curves(sweep_dir, record, title):
     note = (f"median over {seeds} seeds, inter-quartile band; multilevel splitting" if seeds > 1
             else "one seed, its 95% intervals; multilevel splitting")
     for path in plots.plot_curves(curves, sweep_dir / flags.CURVES, axis=record["axis"],
-                                  title=title, note=note):
+                                  title=title, note=note, log_y=not linear):
         print(f"figure: {path}")
     return True
 
 
-def _report_sweep(sweep_dir, record, rows, quantity, title, *, stem, table=True):
+def _report_sweep(sweep_dir, record, rows, quantity, title, *, stem, table=True,
+                  linear=False):
     """Print the median table of ``quantity`` and write its figures (PNG and PDF)."""
     if table:
         print(aggregate.median_table(rows, record["axis"], quantity))
@@ -344,7 +207,8 @@ def _report_sweep(sweep_dir, record, rows, quantity, title, *, stem, table=True)
         print(plots.INSTALL_HINT)
         return
     for path in plots.plot_sweep(rows, record["axis"], sweep_dir / stem, quantity=quantity,
-                                 title=title, note=sweep_results.figure_note(record, rows)):
+                                 title=title, note=sweep_results.figure_note(record, rows),
+                                 log_y=False if linear else None):
         print(f"figure: {path}")
 
 
@@ -371,3 +235,15 @@ def regenerate_command(args, values):
     return 0
 
 
+def table_command(args, values):
+    """`gcsampler table PATH...`: the runs under PATHs in one table (and CSV)."""
+    csv_path = values.csv and pathlib.Path(values.csv)
+    if csv_path and (csv_path.exists() or not csv_path.parent.is_dir()):
+        raise UsageError(f"gcsampler table: --csv must name a new file in an existing "
+                         f"directory, got {values.csv}")
+    rows = collection.run_rows(args.paths)
+    print(collection.text_table(rows))
+    if csv_path:
+        collection.write_csv(rows, csv_path)
+        print(f"wrote {csv_path}: {len(rows)} runs x {len(collection.columns(rows))} columns")
+    return 0

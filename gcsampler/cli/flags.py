@@ -51,6 +51,13 @@ def _run_flag_rows():
 RUN_FLAGS = _run_flag_rows()
 
 
+LINEAR_FLAG = ("linear", "boolean", False,
+               "Linear y axes in the figures instead of the log axes they use by default.")
+COMPILATION_CACHE_FLAG = (
+    "compilation_cache", "string", None,
+    "Directory where JAX keeps compiled programs, so that a later run of the same setting "
+    "starts sampling at once (default: $GCSAMPLER_COMPILATION_CACHE if set, else "
+    "~/.cache/gcsampler/jax); 'none': no cache.")
 # `gcsampler run` flags that are not settings of a run (so not sweep flags either).
 RUN_CONTROL_FLAGS = (
     ("resume", "string", None,
@@ -73,6 +80,7 @@ RUN_CONTROL_FLAGS = (
                                  "--num_processes - 1."),
     ("coordinator_address", "string", None,
      "HOST:PORT where process 0 of a multi-process run listens; the same for every process."),
+    COMPILATION_CACHE_FLAG,
 )
 
 
@@ -126,6 +134,8 @@ def sweep_flag_rows():
         ("scale", "float", 1.0, "Multiply every cell's number of draws by this factor in (0, 1] "
                                 "for a quick look; results.csv and the figures say so."),
         *rows,
+        LINEAR_FLAG,
+        COMPILATION_CACHE_FLAG,
     )
 
 
@@ -181,6 +191,7 @@ REPORT_FLAGS = (
                            "curve.csv) above it."),
     ("plot", "boolean", False, "(Re)write the run's figures (losses.png or curve.png, "
                                "gd_curves.png)."),
+    LINEAR_FLAG,
 )
 PLOT_FLAGS = (
     ("eps", "float", None, "Re-threshold every cell at this eps first (exact at or below the "
@@ -189,6 +200,11 @@ PLOT_FLAGS = (
                               "--method splitting sweep): log10 p and the G&C gen loss against "
                               "eps, one line per value.",
      (*aggregate.QUANTITY_NAMES, CURVES)),
+    LINEAR_FLAG,
+)
+TABLE_FLAGS = (
+    ("csv", "string", None, "Also write every column (every setting and summary field) of "
+                            "every run to this new CSV file."),
 )
 REGENERATE_FLAGS = (
     ("index", "string", None, "Global index of the draw to regenerate."),

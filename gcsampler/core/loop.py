@@ -20,9 +20,11 @@ import time
 from typing import Any, Callable, Hashable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from gcsampler.core import keys, totals as totals_lib
+from gcsampler.core.progress import Progress, shows_progress
 from gcsampler.core.devices import (DEFAULT_LOG2_BLOCK, Schedule, check_run_size, draw_indices,
                                     make_schedule, sharded_call)
 
@@ -79,17 +81,23 @@ class Snapshot(NamedTuple):
 
     Snapshots cover whole blocks only. A partial last block is never part of one,
     so a run continued from a snapshot with a larger ``samples`` equals a run made
-    with that count from the start.
+    with that count from the start. ``seconds``: the run's sampling time up to it
+    (compilation excluded), counted on from the start snapshot's.
     """
 
     block: int
     totals: Any
+    seconds: float = 0.0
 
 
 class RunResult(NamedTuple):
+    """A :func:`guess_and_check` call's totals, its sampling seconds (compilation
+    excluded), the seconds it spent compiling, and its schedule."""
+
     totals: Any
     seconds: float
     schedule: Schedule
+    compile_seconds: float = 0.0
 
 
 def whole_step(schedule, count):
@@ -111,21 +119,28 @@ def plan(task, samples, *, batch=None, devices=None, log2_block=DEFAULT_LOG2_BLO
 _CALL_CACHE = {}
 
 
-def compiled_call(task, schedule):
-    """The jitted, device-sharded call of ``schedule.steps`` steps of ``task`` (cached)."""
-    cache_key = (task.static, schedule)
-    if cache_key not in _CALL_CACHE:
-        step = task.make_step(schedule.log2_block, schedule.blocks, schedule.capacity,
-                              schedule.chunk)
-        _CALL_CACHE[cache_key] = sharded_call(step, schedule)
-    return _CALL_CACHE[cache_key]
+def compiled_call(task, schedule, call_args):
+    """The compiled, device-sharded call of ``schedule.steps`` steps of ``task`` for
+    arguments shaped like ``call_args``, and the seconds spent compiling it now (0 when
+    this process compiled it before; little when JAX's persistent compilation cache
+    has it)."""
+    leaves, tree = jax.tree.flatten(call_args)
+    cache_key = (task.static, schedule, tree,
+                 tuple((jnp.shape(leaf), jax.dtypes.result_type(leaf)) for leaf in leaves))
+    if cache_key in _CALL_CACHE:
+        return _CALL_CACHE[cache_key], 0.0
+    began = time.perf_counter()
+    step = task.make_step(schedule.log2_block, schedule.blocks, schedule.capacity,
+                          schedule.chunk)
+    _CALL_CACHE[cache_key] = sharded_call(step, schedule).lower(*call_args).compile()
+    return _CALL_CACHE[cache_key], time.perf_counter() - began
 
 
 def guess_and_check(task, *, samples, seed=0, batch=None, devices=None,
                     log2_block=DEFAULT_LOG2_BLOCK, capacity=None,
                     start: Snapshot | None = None, blocks: range | None = None,
                     on_rows: Callable | None = None, on_progress: Callable | None = None,
-                    on_snapshot: Callable | None = None):
+                    on_snapshot: Callable | None = None, progress: bool | None = None):
     """Draw ``samples`` draws of ``task`` and keep what it accepts.
 
     Args:
@@ -148,14 +163,17 @@ def guess_and_check(task, *, samples, seed=0, batch=None, devices=None,
       on_rows: called as ``on_rows(index, *columns)`` with NumPy arrays of accepted rows
         (the columns of ``task.row_layout``), in increasing index order.
       on_progress: called as ``on_progress(totals, seconds)`` after each call.
+      progress: without ``on_progress``, show the progress line (draws, accepted,
+        samples/s, ETA) on stderr; None: when stderr is a terminal.
       on_snapshot: called as ``on_snapshot(snapshot)`` after each call that ends on a
         block boundary (every call except a last one ending in a partial block), once
         ``on_rows`` has had every row the snapshot counts. The snapshot holds its own
         copy of the totals.
 
     Returns:
-      RunResult with the host totals, the wall time of this call (not of the run a
-      ``start`` came from) and the schedule.
+      RunResult with the host totals, the sampling time of this call (not of the run a
+      ``start`` came from; compilation excluded, and timed apart) and the schedule.
+      ``on_progress`` and the snapshots count sampling time too.
     """
     check_run_size(samples, log2_block)
     keys.check_seed(seed)
@@ -167,21 +185,36 @@ def guess_and_check(task, *, samples, seed=0, batch=None, devices=None,
     if start is None:
         start = Snapshot(blocks.start, task.new_totals())
     _check_start(start, task.new_totals(), blocks, block, samples)
+    if on_progress is None and shows_progress(progress):
+        on_progress = Progress(len(draw_indices(blocks, samples, log2_block)),
+                               done_before=start.totals.drawn)
     totals = copy.deepcopy(start.totals)
     base_key = keys.seed_key(seed)
     args = (np.uint32(end // block), np.int32(end % block), *task.args)
 
-    def launch(first):
-        return compiled_call(task, schedule)(base_key, np.uint32(first), *args)
+    compile_seconds = 0.0
+
+    def call(on_schedule, first):
+        nonlocal compile_seconds
+        call_args = (base_key, np.uint32(first), *args)
+        compiled, seconds = compiled_call(task, on_schedule, call_args)
+        compile_seconds += seconds
+        return compiled(*call_args)
 
     def overflow_rows(first_block, count):
         alone = schedule._replace(steps=1, devices=schedule.devices[:1],
                                   capacity=task.room_for(schedule, count))
-        return jax.device_get(compiled_call(task, alone)(base_key, np.uint32(first_block), *args))
+        return jax.device_get(call(alone, first_block))
 
+    def sampling_seconds():  # compiles during the loop (more row room) do not count
+        return time.perf_counter() - began - (compile_seconds - before_loop)
+
+    _, compile_seconds = compiled_call(task, schedule, (base_key, np.uint32(0), *args))
+    before_loop = compile_seconds
     began = time.perf_counter()
     blocks_per_call = schedule.draws_per_call // block
-    for first, out in pipelined(launch, range(start.block, blocks.stop, blocks_per_call)):
+    for first, out in pipelined(lambda first: call(schedule, first),
+                                range(start.block, blocks.stop, blocks_per_call)):
         out = jax.device_get(out)
         task.add_counts(totals, out)
         for index, rows in accepted_rows(out, first, schedule, overflow_rows):
@@ -193,10 +226,11 @@ def guess_and_check(task, *, samples, seed=0, batch=None, devices=None,
             schedule = schedule._replace(capacity=task.room_for(schedule, most))
         covered = min((first + blocks_per_call) * block, end)
         if on_snapshot is not None and covered % block == 0:
-            on_snapshot(Snapshot(covered // block, copy.deepcopy(totals)))
+            on_snapshot(Snapshot(covered // block, copy.deepcopy(totals),
+                                 start.seconds + sampling_seconds()))
         if on_progress is not None:
-            on_progress(totals, time.perf_counter() - began)
-    return RunResult(totals, time.perf_counter() - began, schedule)
+            on_progress(totals, sampling_seconds())
+    return RunResult(totals, sampling_seconds(), schedule, compile_seconds)
 
 
 def pipelined(launch, firsts):

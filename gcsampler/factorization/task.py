@@ -22,13 +22,15 @@ from gcsampler.threshold.task import check_eps, threshold_task
 
 
 class Result(NamedTuple):
-    """What :func:`guess_and_check` returns: the host totals, the wall time, the schedule
-    and the sampler the draws were made with ('auto' resolved)."""
+    """What :func:`guess_and_check` returns: the host totals, the sampling time, the
+    schedule, the sampler the draws were made with ('auto' resolved) and the seconds
+    spent compiling."""
 
     totals: statistics.Totals
     seconds: float
     schedule: Schedule
     sampler: str
+    compile_seconds: float = 0.0
 
 
 def draw(sampler, prior, key):
@@ -87,7 +89,8 @@ def factorization_task(problem, model, prior, *, eps, sampler="auto"):
 
 def guess_and_check(problem, model, prior, *, eps, samples, seed=0, sampler="auto", batch=None,
                     devices=None, log2_block=DEFAULT_LOG2_BLOCK, capacity=None, start=None,
-                    blocks=None, on_rows=None, on_progress=None, on_snapshot=None):
+                    blocks=None, on_rows=None, on_progress=None, on_snapshot=None,
+                    progress=None):
     """Draw ``samples`` weight settings and keep those with train loss < ``eps``.
 
     Args:
@@ -97,7 +100,7 @@ def guess_and_check(problem, model, prior, *, eps, samples, seed=0, sampler="aut
       seed: run seed; draws are a pure function of (seed, index).
       sampler: 'auto' (the cheapest exact sampler), or a name from
         :data:`~gcsampler.factorization.samplers.SAMPLERS` ('direct' draws every weight).
-      batch, devices, log2_block, capacity, start, blocks, on_progress, on_snapshot:
+      batch, devices, log2_block, capacity, start, blocks, on_progress, on_snapshot, progress:
         as for :func:`gcsampler.core.loop.guess_and_check` (a ``start`` snapshot must be
         of a run with the same problem, model, prior, eps, seed, sampler and log2_block).
       on_rows: called as ``on_rows(index, train, gen, matrix)`` with NumPy arrays of
@@ -105,14 +108,15 @@ def guess_and_check(problem, model, prior, *, eps, samples, seed=0, sampler="aut
 
     Returns:
       :class:`Result` with the host totals (:class:`~gcsampler.threshold.statistics.Totals`),
-      the wall time of this call, the schedule and the sampler used.
+      the sampling time of this call, the schedule, the sampler used and the compile time.
     """
     task = factorization_task(problem, model, prior, eps=eps, sampler=sampler)
     result = loop.guess_and_check(
         task, samples=samples, seed=seed, batch=batch, devices=devices, log2_block=log2_block,
         capacity=capacity, start=start, blocks=blocks, on_rows=on_rows,
-        on_progress=on_progress, on_snapshot=on_snapshot)
-    return Result(*result, task.describe["sampler"])
+        on_progress=on_progress, on_snapshot=on_snapshot, progress=progress)
+    return Result(result.totals, result.seconds, result.schedule, task.describe["sampler"],
+                  result.compile_seconds)
 
 
 def regenerate(model, prior, seed, index, sampler="auto"):

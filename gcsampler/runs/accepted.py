@@ -13,6 +13,13 @@ every chunk and every ``.zarray`` atomically (lock file, fsync, rename, fsync of
 directory), so a killed writer leaves each file whole, old or new: rows written
 before it are intact, whatever the arrays' recorded shapes say about later ones
 (see :mod:`gcsampler.runs.checkpoint`).
+
+``accepted/`` is also a zarr v2 group that describes itself, so zarr-python and xarray
+open it as it is: ``.zgroup``, ``.zattrs`` with the run's attributes (eps, seed,
+sampler, method, ...), the gcsampler version, the index convention and every column's
+dtype, per-row shape and meaning, and per array a ``.zattrs`` with xarray's
+``_ARRAY_DIMENSIONS``. gcsampler's own readers need none of these files (runs made
+before them have none).
 """
 
 import pathlib
@@ -20,10 +27,30 @@ import pathlib
 import numpy as np
 import tensorstore as ts
 
-from gcsampler.runs.files import RunDirError, WriteError, part_dir
+from gcsampler._version import __version__
+from gcsampler.runs.files import RunDirError, WriteError, part_dir, write_json
 
 ACCEPTED_DIR = "accepted"
 ACCEPTED_FIELDS = ("index", "train_loss", "gen_loss", "matrix")
+DRAW_INDEX = "the global draw index: draw i of a run is a pure function of (seed, i)"
+# What the columns of a factorization run's rows mean. Other tasks' columns get no
+# meaning but the index's, which holds for every rejection run.
+MEANINGS = {
+    "index": DRAW_INDEX,
+    "train_loss": "mean squared error on the train measurements (accepted: below eps)",
+    "gen_loss": "mean squared error on the test measurements (the generalization loss)",
+    "matrix": "the end-to-end matrix: the product of the network's layers (Frobenius-"
+              "normalized when the prior normalizes)",
+}
+# A splitting run's rows are its final particles below eps, not draws.
+SPLITTING_MEANINGS = {
+    **MEANINGS,
+    "index": "replicate * particles + slot: the particle's place among the final particles "
+             "of all replicates (not a draw index)",
+    "replicate": "the replicate (independent particle system) the particle belongs to",
+}
+# Names of the per-row axes of columns that have them (others: <name>_0, <name>_1, ...).
+ROW_DIMENSIONS = {"matrix": ("row", "col"), "bins": ("bin",)}
 
 
 def _ts_reason(err: Exception) -> str:
@@ -66,9 +93,14 @@ class AcceptedWriter:
     continues a run's arrays after their first ``n`` rows (the count of its
     checkpoint): later rows, left by a killed process, are dropped, and arrays
     that are missing while ``n`` is 0 are created.
+
+    ``attrs`` (JSON-ready: eps, seed, sampler, method, ...) and ``meanings`` (a meaning
+    per column; ``index``'s is required, default :data:`DRAW_INDEX`) describe the run in
+    the group's metadata, written (again, on a resume) once the arrays are open.
     """
 
-    def __init__(self, run_dir, layout, chunk_rows: int = 4096, *, keep: int | None = None):
+    def __init__(self, run_dir, layout, chunk_rows: int = 4096, *, keep: int | None = None,
+                 attrs: dict | None = None, meanings: dict | None = None):
         tails = [tail for _, tail in layout.values()]
         if (next(iter(layout), None) != "index" or layout["index"] != ("<u8", ())
                 or chunk_rows < 1 or min((min(t) for t in tails if t), default=1) < 1):
@@ -85,6 +117,7 @@ class AcceptedWriter:
             keep = 0
         else:
             self._stores = {name: self._reopen(name, *row, keep) for name, row in layout.items()}
+        self._describe(attrs or {}, meanings or {"index": DRAW_INDEX})
         self._size = keep  # rows the on-disk arrays currently span
         self._written = keep  # rows durably written
         self._buf_start = keep // chunk_rows * chunk_rows  # chunk-aligned first row of the buffer
@@ -95,6 +128,28 @@ class AcceptedWriter:
             self._buf = {k: [v] for k, v in self._read(self._buf_start, keep).items()}
             self._buf_rows = keep - self._buf_start
             self._last_index = int(self._read(keep - 1, keep)["index"][0])
+
+    def _describe(self, attrs, meanings):
+        """Write the zarr group's metadata: ``.zgroup``, its ``.zattrs`` (``attrs``, the
+        version, the index convention, the columns, and their order as ``fields``, since
+        JSON objects have none) and each array's ``.zattrs``.
+
+        tensorstore writes only ``.zarray`` and the chunks, so these files stay as written.
+        """
+        root = self.run_dir / ACCEPTED_DIR
+        columns = {}
+        for name, (dtype, tail) in self.layout.items():
+            meaning = {"meaning": meanings[name]} if name in meanings else {}
+            columns[name] = {"dtype": np.dtype(dtype).name, "shape": list(tail), **meaning}
+            axes = ROW_DIMENSIONS.get(name, ())
+            if len(axes) != len(tail):  # a task's own column
+                axes = [f"{name}_{k}" for k in range(len(tail))]
+            write_json(root / name / ".zattrs", {"_ARRAY_DIMENSIONS": ["draw", *axes], **meaning})
+        write_json(root / ".zgroup", {"zarr_format": 2})
+        write_json(root / ".zattrs", {
+            **attrs, "gcsampler_version": __version__, "columns": columns,
+            "fields": list(self.fields),
+            "index_convention": f"{meanings['index']}; rows are in increasing index order"})
 
     def _create(self, name, dtype, tail):
         """Future of a new, empty array."""

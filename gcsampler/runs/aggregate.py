@@ -22,25 +22,43 @@ class Band(NamedTuple):
     n: int
 
 
-class Quantity(NamedTuple):
-    """A plottable y quantity: its axis label, its (legend label, row key) series, and
-    whether its y axis is logarithmic."""
+class Series(NamedTuple):
+    """One line of a figure or column of a table: its legend label and row key.
+
+    ``empty``: why a seed can have no value when that is itself a result (G&C: nothing
+    accepted); such a series is drawn even where no seed has a value, others are left out.
+    ``verdict``: the row key saying whether the seed's runs fit the training data (1.0 or
+    True: all of them; a smaller fraction or False: not all), ``goal`` what fitting means.
+    """
 
     label: str
-    series: tuple[tuple[str, str], ...]
+    column: str
+    empty: str = ""
+    verdict: str = ""
+    goal: str = ""
+
+
+class Quantity(NamedTuple):
+    """A plottable y quantity: its axis label, its series, whether its y axis is
+    logarithmic by default, and the floor of that axis (values below it, such as exact
+    recovery at 1e-21, are drawn on it; None: a decade below the smallest positive value)."""
+
+    label: str
+    series: tuple[Series, ...]
     log_y: bool
+    floor: float | None = None
 
 
 QUANTITIES = {
     "gen_loss": Quantity("generalization loss", (
-        ("G&C", "gnc_gen_loss_mean"),
-        ("GD", "gd_gen_loss"),
-        ("prior (chance)", "prior_gen_loss_mean"),
-        ("min nuclear norm", "min_nuclear_gen_loss"),
-        ("min Frobenius norm", "min_frobenius_gen_loss"),
-    ), log_y=False),  # linear, as in the paper: GD and exact recovery sit at 0
+        Series("G&C", "gnc_gen_loss_mean", empty="no draw accepted"),
+        Series("GD", "gd_gen_loss", verdict="gd_fitted", goal="train loss < eps"),
+        Series("prior (chance)", "prior_gen_loss_mean"),
+        Series("min nuclear norm", "min_nuclear_gen_loss"),
+        Series("min Frobenius norm", "min_frobenius_gen_loss"),
+    ), log_y=True, floor=1e-10),  # log: GD and exact recovery lie decades below chance
     "acceptance_rate": Quantity("acceptance rate (accepted / draws)", (
-        ("G&C acceptance", "acceptance_rate"),
+        Series("G&C acceptance", "acceptance_rate", empty="no estimate"),
     ), log_y=True),
 }
 QUANTITY_NAMES = tuple(QUANTITIES)  # the choices of the CLI's --y
@@ -75,6 +93,19 @@ def median_iqr(rows, axis, column):
     return [_band(value, results) for value, results in groups.items()]
 
 
+def fit_counts(rows, axis, verdict):
+    """Per distinct ``row[axis]``: ``(fit, judged)``, the seeds whose ``row[verdict]`` says
+    every run fit (True or 1.0) and the seeds with a verdict (not None, NaN or missing)."""
+    counts = {}
+    for row in rows:
+        fit, judged = counts.get(row[axis], (0, 0))
+        value = _finite(row.get(verdict))
+        if value is not None:
+            fit, judged = fit + int(value >= 1), judged + 1
+        counts[row[axis]] = (fit, judged)
+    return counts
+
+
 def _cell(band):
     if band.n == 0:
         return "missing"
@@ -88,9 +119,9 @@ def median_table(rows, axis, quantity):
     gave a finite value.
     """
     spec = QUANTITIES[quantity]
-    bands = [median_iqr(rows, axis, column) for _, column in spec.series]
+    bands = [median_iqr(rows, axis, series.column) for series in spec.series]
     columns = [[axis, *(str(band.value) for band in bands[0])]]
-    columns += [[label, *map(_cell, series)] for (label, _), series in zip(spec.series, bands)]
+    columns += [[series.label, *map(_cell, cells)] for series, cells in zip(spec.series, bands)]
     widths = [max(map(len, column)) for column in columns]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
              for line in zip(*columns)]

@@ -14,14 +14,15 @@ continued run must be given the same pieces or task (checked by their probes).
 import math
 import sys
 
+from gcsampler.core import progress as progress_lib
 from gcsampler.runs import (config, distributed, files, finish, pieces as pieces_lib, record,
                             rejection_run, runner, summary as schema, tables)
 from gcsampler.runs.checkpoint import DEFAULT_EVERY
 from gcsampler.runs.methods import METHODS
 
 
-def run(problem, model, prior, *, out, stream=None, checkpoint_every=DEFAULT_EVERY,
-        **settings):
+def run(problem, model, prior, *, out, progress=None, stream=None,
+        checkpoint_every=DEFAULT_EVERY, **settings):
     """G&C (and GD unless ``gd=False``) of ``problem``, ``model`` and ``prior`` into the new
     run directory ``out``, as ``gcsampler run`` makes it; returns the summary.
 
@@ -29,6 +30,10 @@ def run(problem, model, prior, *, out, stream=None, checkpoint_every=DEFAULT_EVE
     ``samples``, ``seed``, ``method``, ``particles``, the GD settings, ...); the shape,
     depth, width, activation and prior come from the objects. Pieces gcsampler cannot
     rebuild by name are recorded as given from Python: :func:`resume` takes them again.
+    The progress line (draws, accepted, samples/s, ETA) goes to ``stream`` (default
+    stderr) if ``progress`` is true; by default when a stream is given or stderr is a
+    terminal (in a notebook, pass ``progress=True``). The same holds for every function
+    here that runs.
     """
     cfg, objects = pieces_lib.with_objects(config.RunConfig(**settings), problem, model, prior)
     clash = [name for name in settings if settings[name] != getattr(cfg, name)]
@@ -36,10 +41,10 @@ def run(problem, model, prior, *, out, stream=None, checkpoint_every=DEFAULT_EVE
         raise ValueError(f"{', '.join(clash)} come(s) from the problem, model and prior; do "
                          f"not give {'it' if len(clash) == 1 else 'them'} as settings")
     pieces = runner.prepare(cfg, objects, tuple(objects))
-    return runner.execute(cfg, out, _stream(stream), checkpoint_every, pieces=pieces)
+    return runner.execute(cfg, out, _stream(stream, progress), checkpoint_every, pieces=pieces)
 
 
-def resume(run_dir, *, problem=None, model=None, prior=None, stream=None,
+def resume(run_dir, *, problem=None, model=None, prior=None, progress=None, stream=None,
            checkpoint_every=DEFAULT_EVERY, **settings):
     """Continue a factorization run from its last checkpoint (or run GD if only that is
     left, or draw more with a larger ``samples``); returns its summary.
@@ -58,16 +63,16 @@ def resume(run_dir, *, problem=None, model=None, prior=None, stream=None,
     resumption, pieces = runner.prepare_resume(run_dir, settings, objects)
     if resumption.done:
         return resumption.previous
-    return runner.resume(resumption, pieces, _stream(stream), checkpoint_every)
+    return runner.resume(resumption, pieces, _stream(stream, progress), checkpoint_every)
 
 
 def run_task(task, *, samples, out, seed=0, batch=None, devices="all", log2_block=12,
-             stream=None, checkpoint_every=DEFAULT_EVERY):
+             progress=None, stream=None, checkpoint_every=DEFAULT_EVERY):
     """G&C of any :class:`~gcsampler.core.loop.Task` into the new run directory ``out``:
     config, checkpoints, accepted rows, statistics and summary; returns the summary."""
     settings = runner.loop_settings(dict(samples=samples, seed=seed, batch=batch,
                                          devices=devices, log2_block=log2_block))
-    stream = _stream(stream)
+    stream = _stream(stream, progress)
     team = distributed.team()
     return rejection_run.run_task(
         task, out, settings, _task_config(task, settings, out), stream=stream,
@@ -76,8 +81,8 @@ def run_task(task, *, samples, out, seed=0, batch=None, devices="all", log2_bloc
         finalize=_finalize(task))
 
 
-def resume_task(run_dir, task, *, samples=None, batch=None, devices=None, stream=None,
-                checkpoint_every=DEFAULT_EVERY):
+def resume_task(run_dir, task, *, samples=None, batch=None, devices=None, progress=None,
+                stream=None, checkpoint_every=DEFAULT_EVERY):
     """Continue a :func:`run_task` run with the same ``task`` from its last checkpoint (a
     larger ``samples`` draws more); returns its summary."""
     rec, summary = runner.read_run(run_dir)
@@ -92,7 +97,8 @@ def resume_task(run_dir, task, *, samples=None, batch=None, devices=None, stream
     if summary is not None and summary["draws"] == settings.samples:
         return summary
     return rejection_run.continue_task(
-        task, run_dir, settings, _task_config(task, settings, run_dir), stream=_stream(stream),
+        task, run_dir, settings, _task_config(task, settings, run_dir),
+        stream=_stream(stream, progress),
         checkpoint_every=checkpoint_every, resume_hint=rec["resume"], previous=rec,
         finalize=_finalize(task))
 
@@ -133,9 +139,11 @@ def report(run_dir, eps=None):
         raise files.RunDirError(f"{run_dir} is a run of a {rec['task'].get('kind')} task, "
                                 f"which has no table of its own; its summary.json holds "
                                 f"its results")
-    lines = [METHODS[rec["method"]].table(summary)]
+    lines = [tables.header(runner.setting_title(rec, run_dir), summary),
+             METHODS[rec["method"]].table(summary)]
     if rec["settings"].get("gd") and not finish.gd_ran(summary):
         lines.append(f"GD has not run yet: {rec['resume']} runs it")
+    lines += filter(None, [tables.gd_warning(summary)])
     if eps is not None:
         if not (math.isfinite(eps) and eps > 0):
             raise ValueError(f"--eps must be a positive finite number, got {eps}")
@@ -146,5 +154,20 @@ def report(run_dir, eps=None):
     return "\n".join(lines)
 
 
-def _stream(stream):
-    return stream if stream is not None else sys.stderr
+class _Quiet:
+    """A stream that shows nothing (``progress=False``)."""
+
+    def write(self, text):
+        return len(text)
+
+    def flush(self):
+        pass
+
+
+def _stream(stream, progress):
+    """Where a run's progress line and notes go: ``stream`` (default stderr) when
+    ``progress`` is true, or None and a stream was given or stderr is a terminal; else
+    nowhere."""
+    if progress is None:
+        progress = stream is not None or progress_lib.shows_progress(None)
+    return (stream if stream is not None else sys.stderr) if progress else _Quiet()

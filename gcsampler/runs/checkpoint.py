@@ -4,7 +4,7 @@
 on a signal); what a checkpoint holds is its method's. A rejection run's
 ``checkpoint.npz`` holds a loop :class:`~gcsampler.core.loop.Snapshot` (``block``, the
 next block to draw, and ``totals_<field>``, the exact host totals of all blocks before
-it), ``log2_block``, ``seconds`` (G&C wall time so far) and ``format`` (:func:`save`,
+it), ``log2_block``, ``seconds`` (G&C sampling time so far) and ``format`` (:func:`save`,
 :func:`load`; a splitting run's is :mod:`gcsampler.runs.splitting_run`'s).
 Snapshots hold whole blocks only, so a finished run's last checkpoint stops before a
 partial last block, and a run extended to more samples draws that block again in full.
@@ -39,7 +39,8 @@ _TOTALS = "totals_"
 
 
 class Checkpoint(NamedTuple):
-    """A run's snapshot and its G&C wall time up to it, over all its processes."""
+    """A run's snapshot and its G&C time up to it (the snapshot's: rejection runs count
+    sampling only, splitting runs wall time)."""
 
     snapshot: Any
     seconds: float
@@ -93,7 +94,7 @@ def load(run_dir, log2_block, template, first_block=0):
         totals = totals_lib.restore(template, {name[len(_TOTALS):]: value
                                                for name, value in arrays.items()
                                                if name.startswith(_TOTALS)})
-        snapshot = loop.Snapshot(int(arrays["block"]), totals)
+        snapshot = loop.Snapshot(int(arrays["block"]), totals, float(arrays["seconds"]))
         if totals.drawn != (snapshot.block - first_block) * 2**log2_block:
             raise ValueError(f"{totals.drawn} draws in blocks {first_block} to {snapshot.block}")
         return Checkpoint(snapshot, float(arrays["seconds"]))
@@ -149,12 +150,11 @@ class Checkpointer:
         self.write, self.every, self.stop_requested = write, every, stop_requested
         self.last = last
         self._latest = last
-        self._seconds_before = 0.0 if last is None else last.seconds
-        self._began = self._saved_at = time.monotonic()
+        self._saved_at = time.monotonic()
 
     def __call__(self, snapshot):
         now = time.monotonic()
-        self._latest = Checkpoint(snapshot, self._seconds_before + now - self._began)
+        self._latest = Checkpoint(snapshot, snapshot.seconds)
         stop = self.stop_requested()
         if stop or now - self._saved_at >= self.every:
             self.save()

@@ -33,7 +33,8 @@ import numpy as np
 
 from gcsampler.classify import baselines, data, networks
 from gcsampler.classify.task import check_bins, classify_task
-from gcsampler.runs import aggregate, distributed, files, progress, record, rejection_run
+from gcsampler.core import progress
+from gcsampler.runs import aggregate, distributed, files, record, rejection_run
 from gcsampler.runs.checkpoint import DEFAULT_EVERY
 
 MODELS = ("mlp", "linear", "lenet")
@@ -278,10 +279,12 @@ def _baseline(cfg, model, dataset, target_loss):
 
 
 def table(rows):
-    """Plain-text summary: per training-set size and bin, the median over seeds of the
-    accepted draws, G&C's test accuracy and the baseline's."""
-    lines = [f"{'n_train':>7}  {'CE bin':<11}  {'accepted':>9}  {'G&C test acc':>12}  "
-             f"{'baseline test acc':>17}"]
+    """Plain-text summary: per training-set size and bin, medians over the seeds of the
+    accepted draws, G&C's test accuracy, the baseline's, and its fitted fraction."""
+    seeds = len({row["seed"] for row in rows})
+    lines = [f"median over {seeds} seed(s) of each cell's value",
+             f"{'n_train':>7}  {'CE bin':<11}  {'accepted':>9}  {'G&C test acc':>12}  "
+             f"{'baseline test acc':>17}  {'baseline fitted':>15}"]
     keys = dict.fromkeys((row["n_train"], row["bin_lo"], row["bin_hi"]) for row in rows)
     for n_train, lo, hi in keys:
         cell = [row for row in rows if (row["n_train"], row["bin_lo"], row["bin_hi"]) == (
@@ -289,11 +292,12 @@ def table(rows):
 
         def median(column, spec):
             band = aggregate.median_iqr(cell, "n_train", column)[0]
-            return format(band.median, spec) if band.n else "missing"
+            return format(band.median, spec) if band.n else "none"
 
         lines.append(f"{n_train:>7}  [{lo:.2f}, {hi:.2f})  {median('accepted', '.4g'):>9}  "
                      f"{median('gnc_test_accuracy', '.3f'):>12}  "
-                     f"{median('baseline_test_accuracy', '.3f'):>17}")
+                     f"{median('baseline_test_accuracy', '.3f'):>17}  "
+                     f"{median('baseline_fitted', '.0%'):>15}")
     return "\n".join(lines)
 
 

@@ -165,6 +165,14 @@ class RunConfig:
     def optimizer(self):
         return gd.make_optimizer(self.gd_optimizer, self.gd_lr, self.gd_momentum)
 
+    def describe(self):
+        """The setting in words, for table headers and figure titles."""
+        norm = ", normalized" if self.normalize else ""
+        return (f"{_label(self.task)} {self.rows}x{self.cols} rank {self.rank}, "
+                f"{self.measurements} measurements (problem seed {self.problem_seed}); "
+                f"depth {self.depth}, width {self.width}, {_label(self.activation)}, "
+                f"{_label(self.prior)} prior{norm}; seed {self.seed}")
+
     def tag(self):
         """A short name for default run directories: the setting, and the method unless
         it is the default one."""

@@ -14,7 +14,7 @@ import json
 import math
 import os
 import pathlib
-import tempfile
+import secrets
 import time
 import zipfile
 from typing import Any, Callable
@@ -81,8 +81,13 @@ def _atomic_write(path, write: Callable[[Any], None], mode: str) -> None:
     read-only location) leaves the old file and raises WriteError.
     """
     path = pathlib.Path(path)
+    # The file gets the mode open(path, "w") would give it, 0o666 less the umask, applied
+    # by the kernel (mkstemp's 0o600 would make every file owner-only; reading the umask
+    # means setting it, which races with other threads). O_EXCL never opens an existing
+    # file, and 64 random bits keep the name unique.
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}{TEMP_SUFFIX}"
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as err:
         raise WriteError(f"cannot write {path}: {_os_reason(err)}") from None
     try:

@@ -30,7 +30,8 @@ GD_DEPENDS_ON = ("task", "rows", "cols", "rank", "gt_norm", "measurements", "pro
 # ... and what one compiled program depends on: runs differing only in their problem and
 # seed train together.
 GD_PROGRAM = tuple(name for name in GD_DEPENDS_ON if name not in ("problem_seed", "seed"))
-GD_FIELDS = ("gd_gen_loss", "gd_gen_loss_runs", "gd_train_loss", "gd_seconds")
+GD_FIELDS = ("gd_gen_loss", "gd_gen_loss_runs", "gd_train_loss", "gd_train_loss_runs",
+             "gd_fitted", "gd_fitted_fraction", "gd_seconds")
 
 
 class Finished(NamedTuple):
@@ -101,5 +102,30 @@ def add_gd(summary, curves, seconds):
         "gd_gen_loss": float(np.mean(curves.final_gen_loss)) if finite.all() else math.nan,
         "gd_gen_loss_runs": curves.final_gen_loss.tolist(),
         "gd_train_loss": float(np.mean(curves.final_train_loss)),
+        "gd_train_loss_runs": curves.final_train_loss.tolist(),
+        **gd_verdict(curves.final_train_loss, summary["eps"]),
         "gd_seconds": seconds,
     })
+
+
+def gd_verdict(final_train_losses, eps):
+    """``gd_fitted`` (every run's final train loss below ``eps``) and the fitted fraction.
+
+    A run that did not fit ends near its initialization, so its gen loss says nothing
+    about how GD generalizes: tables and figures mark it.
+    """
+    fitted = np.asarray(final_train_losses) < eps  # NaN (diverged) compares False
+    return {"gd_fitted": bool(fitted.all()), "gd_fitted_fraction": float(fitted.mean())}
+
+
+def with_verdict(summary, run_dir):
+    """``summary`` with GD's fit verdict, read from ``gd.npz`` for runs made before
+    summaries recorded it."""
+    if not gd_ran(summary) or summary.get("gd_fitted") is not None:
+        return summary
+    path = pathlib.Path(run_dir) / GD_FILE
+    if not path.is_file():
+        return summary
+    final_train_loss = files.load_arrays(path)["final_train_loss"]
+    return {**summary, "gd_train_loss_runs": final_train_loss.tolist(),
+            **gd_verdict(final_train_loss, summary["eps"])}

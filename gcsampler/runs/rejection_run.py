@@ -26,10 +26,10 @@ import pathlib
 from typing import NamedTuple
 
 from gcsampler.core import devices as devices_lib
-from gcsampler.core import loop
+from gcsampler.core import loop, progress
 from gcsampler.factorization import samplers
 from gcsampler.factorization.task import factorization_task
-from gcsampler.runs import (accepted, checkpoint, distributed, files, progress, record,
+from gcsampler.runs import (accepted, checkpoint, distributed, files, record,
                             summary as schema, tables)
 from gcsampler.runs.method import Method
 from gcsampler.threshold import statistics
@@ -180,7 +180,8 @@ def _draw(task, run_dir, settings, team, on_progress, checkpoint_every, resume_h
     def draw():
         nonlocal saver
         try:
-            with accepted.AcceptedWriter(part, task.row_layout, keep=keep) as writer, \
+            with accepted.AcceptedWriter(part, task.row_layout, keep=keep,
+                                         **_accepted_metadata(task, settings, team)) as writer, \
                     checkpoint.stop_on_signal() as stop_requested:
 
                 def write(last):
@@ -208,6 +209,7 @@ def _draw(task, run_dir, settings, team, on_progress, checkpoint_every, resume_h
     totals, seconds = distributed.combined(team, result.totals,
                                            (start.seconds if start else 0.0) + result.seconds)
     summary = finalize({**task.summarize(totals, seconds), "method": METHOD.name,
+                        "compile_seconds": result.compile_seconds,
                         "run_dir": str(run_dir), "processes": team.processes, **(carried or {})})
 
     def write():
@@ -221,6 +223,18 @@ def _draw(task, run_dir, settings, team, on_progress, checkpoint_every, resume_h
     except files.WriteError as err:
         raise _kept(err, resume_hint, saver.last) from None
     return summary
+
+
+def _accepted_metadata(task, settings, team):
+    """The ``attrs`` and ``meanings`` that describe the run in its ``accepted/`` group (of
+    this process's part of it)."""
+    describe = task.describe or {}
+    attrs = {"method": METHOD.name, "task": describe.get("kind", task.name),
+             "seed": settings.seed, "samples": settings.samples, "process": team.process,
+             "processes": team.processes,
+             **{name: describe[name] for name in ("eps", "sampler") if name in describe}}
+    meanings = accepted.MEANINGS if task.name == "factorization" else None
+    return {"attrs": attrs, "meanings": meanings}
 
 
 def _share_text(settings, team):

@@ -197,7 +197,7 @@ def read_run(run_dir):
     _check_settings(rec, run_dir)
     summary = record.read_summary(run_dir)
     finished = summary is not None and METHODS[rec["method"]].finished(rec["settings"], summary)
-    return rec, summary if finished else None
+    return rec, finish.with_verdict(summary, run_dir) if finished else None
 
 
 def _check_settings(rec, run_dir):
@@ -226,6 +226,13 @@ def load_run(run_dir):
     and the record's ``task`` say which one drew)."""
     rec, summary = read_run(run_dir)
     return _record_config(rec, pathlib.Path(run_dir)), summary
+
+
+def setting_title(rec, run_dir):
+    """A run's setting in words (a task run: its task's label)."""
+    if rec["task"].get("kind") == "factorization":
+        return _record_config(rec, pathlib.Path(run_dir)).describe()
+    return rec["task"].get("label") or rec["task"].get("kind", "task")
 
 
 def unfinished_message(run_dir):

@@ -42,9 +42,16 @@ def accepted_layout(n_rows, n_cols):
             "gen_loss": ("<f4", ()), "matrix": ("<f4", (n_rows, n_cols))}
 
 
-def write_rows(result, run_dir, n_rows, n_cols):
-    """The accepted rows of a SplittingResult (its final particles below eps)."""
-    with accepted.AcceptedWriter(run_dir, accepted_layout(n_rows, n_cols)) as writer:
+def write_rows(result, run_dir, cfg, processes):
+    """The accepted rows of a SplittingResult (its final particles below eps), in the
+    ``accepted/`` group of ``run_dir`` (a process's part), described by the run's ``cfg``
+    and its number of ``processes``."""
+    attrs = {"method": cfg.method, "task": "factorization", "eps": result.eps,
+             "seed": cfg.seed, "sampler": f"splitting/{result.latent}", "move": result.move,
+             "particles": result.particles, "replicates": cfg.replicates,
+             "processes": processes}
+    with accepted.AcceptedWriter(run_dir, accepted_layout(cfg.rows, cfg.cols), attrs=attrs,
+                                 meanings=accepted.SPLITTING_MEANINGS) as writer:
         for r in range(result.replicates):
             replicate = result.first_replicate + r
             slots = np.flatnonzero(result.accepted[r])

@@ -19,7 +19,8 @@ import pathlib
 import jax
 
 from gcsampler.factorization.splitting import multilevel_splitting, replicate_devices
-from gcsampler.runs import (checkpoint, distributed, files, progress, record, splitting_files,
+from gcsampler.core import progress
+from gcsampler.runs import (checkpoint, distributed, files, record, splitting_files,
                             summary as schema, tables)
 from gcsampler.runs.method import Method
 from gcsampler.runs.rejection_run import resume_command
@@ -129,7 +130,7 @@ def _run(cfg, pieces, run_dir, team, share, on_level, checkpoint_every, start=No
                 f"stopped by a signal after level {stop.checkpoint.snapshot.level}, with its "
                 f"checkpoint saved; continue with {resume_command(run_dir)}",
                 stop_requested.signal) from None
-        splitting_files.write_rows(result, part, cfg.rows, cfg.cols)
+        splitting_files.write_rows(result, part, cfg, team.processes)
         if team.processes > 1:
             splitting_files.save_part(result, part)
         return result

@@ -59,7 +59,12 @@ FIELDS = (
     Field("prior_gen_loss_stderr", "gen loss", "its standard error", ("rejection",)),
     Field("sampler_used", "", "how draws were generated: the sampler ('auto' resolved; "
                               "splitting: splitting/<coordinates>)"),
-    Field("seconds", "s", "G&C wall time (the longest process's; resumed runs: all parts)"),
+    Field("seconds", "s", "G&C wall time (the longest process's; resumed runs: all parts); "
+                          "rejection: sampling only, compilation excluded"),
+    Field("compile_seconds", "s", "time spent compiling the device program before and "
+                                  "during sampling (process 0; a resumed run: its last "
+                                  "part); near 0 when JAX's compilation cache has it",
+          ("rejection",)),
     Field("samples_per_second", "loss evaluations/s", "draws / seconds"),
     Field("processes", "", "processes that drew the run", column=False),
     Field("run_dir", "", "the run directory", column=False),
@@ -74,6 +79,11 @@ FIELDS = (
                                      "diverged or GD did not run)"),
     Field("gd_gen_loss_runs", "gen loss", "every GD run's final gen loss", column=False),
     Field("gd_train_loss", "train loss", "GD's final train loss, mean over its runs"),
+    Field("gd_train_loss_runs", "train loss", "every GD run's final train loss",
+          column=False),
+    Field("gd_fitted", "", "every GD run fit the train data: final train loss below eps "
+                           "(null if GD did not run); if not, GD's gen loss is no baseline"),
+    Field("gd_fitted_fraction", "", "the fraction of GD runs that fit"),
     Field("gd_seconds", "s", "GD wall time (a sweep: its vmapped program's time per seed)"),
     # splitting only
     Field("log10_p_stderr", "log10 probability", "standard error of log10_p over replicates",

@@ -23,7 +23,8 @@ import math
 import sys
 import time
 
-from gcsampler.runs import (config, files, finish, pieces as pieces_lib, progress, record, runner,
+from gcsampler.core import progress
+from gcsampler.runs import (config, files, finish, pieces as pieces_lib, record, runner,
                             sweep_results)
 from gcsampler.runs.checkpoint import DEFAULT_EVERY
 from gcsampler.runs.methods import METHODS

@@ -2,9 +2,9 @@
 directories, optionally re-thresholded; the figures' small print; the splitting curves.
 
 A row is the cell's summary in :mod:`gcsampler.runs.summary` columns, then
-``samples_scale``, ``wall_seconds`` (G&C plus GD) and ``run_dir`` (the cell's directory,
-relative to the sweep's), then every setting of the cell. Re-thresholded rows add
-``effective_eps``.
+``samples_scale``, ``wall_seconds`` (G&C sampling and compiling, plus GD) and ``run_dir``
+(the cell's directory, relative to the sweep's), then every setting of the cell.
+Re-thresholded rows add ``effective_eps``.
 """
 
 import csv
@@ -33,8 +33,8 @@ def result_row(cfg, summary, scale, run_dir):
     ``run_dir`` is the cell's directory relative to the sweep directory.
     """
     results = schema.csv_row(summary)
-    gd_seconds = summary.get("gd_seconds") or 0.0
-    return {**results, "samples_scale": scale, "wall_seconds": summary["seconds"] + gd_seconds,
+    extra = (summary.get("compile_seconds") or 0.0) + (summary.get("gd_seconds") or 0.0)
+    return {**results, "samples_scale": scale, "wall_seconds": summary["seconds"] + extra,
             "run_dir": run_dir, **dataclasses.asdict(cfg)}
 
 

@@ -4,12 +4,16 @@
 import collections
 import math
 
-from gcsampler.runs.progress import format_count
+from gcsampler.core.progress import format_count
 
 
 def fmt(x, spec=".4g"):
     """``x`` formatted, or 'missing' for None or NaN."""
     return "missing" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def _finite(x):
+    return x is not None and math.isfinite(x)
 
 
 def _table(rows):
@@ -24,16 +28,42 @@ def _log10_p(log10_p, lo, hi):
 
 
 def _gd_rows(s):
-    """GD and the reference solutions (factorization runs; none for other tasks)."""
+    """GD, its fit verdict and the reference solutions (factorization runs; none for
+    other tasks)."""
     if s.get("min_nuclear_gen_loss") is None and s.get("gd_gen_loss_runs") is None:
         return []
-    return [
-        ("GD gen loss", f"{fmt(s.get('gd_gen_loss'))}"
-                        + (f" (mean of {len(s['gd_gen_loss_runs'])} runs)"
-                           if s.get("gd_gen_loss_runs") else " (GD not run)")),
-        ("reference gen loss", f"min nuclear norm {fmt(s.get('min_nuclear_gen_loss'))}, "
-                               f"min Frobenius norm {fmt(s.get('min_frobenius_gen_loss'))}"),
-    ]
+    runs = s.get("gd_gen_loss_runs")
+    gd = (f"{fmt(s.get('gd_gen_loss'))} (mean of {len(runs)} runs; train loss "
+          f"{fmt(s.get('gd_train_loss'), '.2g')}{_gd_fit(s)})" if runs else "GD not run")
+    return [("GD gen loss", gd),
+            ("reference gen loss", f"min nuclear norm {fmt(s.get('min_nuclear_gen_loss'))}, "
+                                   f"min Frobenius norm {fmt(s.get('min_frobenius_gen_loss'))}")]
+
+
+def _gd_fit(s):
+    """', fit: below eps' or ', DID NOT FIT in 3 of 4 runs' ('' if unknown)."""
+    if s.get("gd_fitted") is None:
+        return ""
+    if s["gd_fitted"]:
+        return ", fit: below eps"
+    runs = len(s["gd_gen_loss_runs"])
+    unfit = runs - round(s["gd_fitted_fraction"] * runs)
+    return f", DID NOT FIT in {unfit} of {runs} runs"
+
+
+def gd_warning(s, flags="--gd_steps, --gd_lr or --gd_init_scale"):
+    """A one-line warning when GD did not fit the train data, else None."""
+    if s.get("gd_fitted") is not False:
+        return None
+    return (f"warning: GD did not fit (final train loss at or above eps {s['eps']:g} in some "
+            f"runs), so its gen loss is not GD's solution but an unfinished run's: change "
+            f"{flags}")
+
+
+def header(setting, s):
+    """What a table shows: the setting, the method and eps, and what ± means."""
+    return (f"{setting}\n{s['method']} G&C at eps {s['eps']:g}; ± is one standard error, "
+            f"CI a 95% confidence interval")
 
 
 def rejection_table(s):
@@ -43,16 +73,22 @@ def rejection_table(s):
         ("acceptance", f"{s['accepted']:,} / {s['draws']:,} = {fmt(s['acceptance_rate'], '.3g')} "
                        f"(95% CI {fmt(lo, '.3g')} .. {fmt(hi, '.3g')})"),
         ("G&C gen loss", f"{fmt(s['gnc_gen_loss_mean'])} ± {fmt(s['gnc_gen_loss_stderr'], '.2g')}"
-         if s["accepted"] else f"missing: {s.get('gnc_message') or 'no draw was accepted'}"),
+         if s["accepted"] else f"none accepted: {s.get('gnc_message') or 'undefined'}"),
         ("prior gen loss", f"{fmt(s['prior_gen_loss_mean'])} ± "
                            f"{fmt(s['prior_gen_loss_stderr'], '.2g')}"),
         *_gd_rows(s),
         ("non-finite draws", f"{s['nonfinite']:,}"),
         ("throughput", f"{format_count(s.get('samples_per_second') or 0)} samples/s "
-                       f"({s.get('seconds') or 0:.1f} s)"),
+                       f"({s.get('seconds') or 0:.1f} s sampling{_compiling(s)})"),
         ("run directory", s.get("run_dir") or ""),
     ]
     return _table(rows)
+
+
+def _compiling(s):
+    """', 2.3 s compiling' ('' for runs that did not record it)."""
+    seconds = s.get("compile_seconds")
+    return "" if seconds is None else f", {seconds:.1f} s compiling"
 
 
 def _fiber_moves(names):
@@ -98,7 +134,8 @@ def splitting_table(s):
 def rethreshold_table(eps, r):
     """One line: G&C at another threshold (a rejection or a splitting run's)."""
     where = f"re-threshold at eps={eps:g} (effective {r['effective_eps']:.4g}, from {r['source']})"
-    gen = f"G&C gen loss {fmt(r['gnc_gen_loss_mean'])} ± {fmt(r['gnc_gen_loss_stderr'], '.2g')}"
+    gen = (f"G&C gen loss {fmt(r['gnc_gen_loss_mean'])} ± {fmt(r['gnc_gen_loss_stderr'], '.2g')}"
+           if _finite(r["gnc_gen_loss_mean"]) else "G&C gen loss: none accepted")
     if "log10_p" in r:
         return f"{where}: log10 p {_log10_p(r['log10_p'], *r['log10_p_ci95'])}, {gen}"
     return f"{where}: accepted {r['accepted']:,}, {gen}"

@@ -29,7 +29,7 @@ TIMES = ("gnc_seconds", "baseline_seconds")
 CHILD = textwrap.dedent("""
     import os, sys, time
     from gcsampler import cli
-    from gcsampler.runs import progress
+    from gcsampler.core import progress
 
     pause, show = float(os.environ.get("TEST_PAUSE", "0")), progress.Progress.show
 

@@ -12,7 +12,7 @@ from gcsampler import cli
 from gcsampler import plots
 from gcsampler.classify import task
 from gcsampler.runs import classify_study as study
-from gcsampler.cli import commands
+from gcsampler.cli import classify_commands
 from gcsampler.runs import accepted, files
 
 TINY = study.StudyConfig(task="kink", n_train=(2, 4), seeds=2, bins=((0.3, 0.5), (0.5, 0.7)),
@@ -59,7 +59,9 @@ def test_rows_csv_and_cells_agree(tiny):
 def test_table_has_a_line_per_size_and_bin(tiny):
     _, rows = tiny
     lines = study.table(rows).splitlines()
-    assert len(lines) == 1 + 2 * 2 and lines[1].split()[:3] == ["2", "[0.30,", "0.50)"]
+    assert lines[0] == "median over 2 seed(s) of each cell's value"   # names its aggregate
+    assert "baseline fitted" in lines[1]
+    assert len(lines) == 2 + 2 * 2 and lines[2].split()[:3] == ["2", "[0.30,", "0.50)"]
 
 
 def test_cli_end_to_end(tmp_path, capsys):
@@ -86,11 +88,11 @@ def test_presets_resolve(capsys):
     assert "kink-mlp" in capsys.readouterr().out
     for name in study.PRESETS:
         values = cli.build_parser().parse_args(["classify", "--preset", name]).flag_values
-        cfg = commands.classify_config(values)
+        cfg = classify_commands.classify_config(values)
         assert cfg == study.StudyConfig(**study.PRESETS[name][1]).validate()
     values = cli.build_parser().parse_args(["classify", "--preset", "kink-mlp", "--width",
                                             "20"]).flag_values
-    assert commands.classify_config(values).width == 20   # a flag given explicitly wins
+    assert classify_commands.classify_config(values).width == 20   # a flag given explicitly wins
 
 
 @pytest.mark.parametrize("argv, named", [

@@ -1,6 +1,7 @@
 """The command line end to end: a real run in a subprocess, read back from disk,
 report and regenerate, and one-line errors for bad input."""
 
+import csv
 import json
 import os
 import pathlib
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import tensorstore as ts
 
+import gcsampler as gcs
 from gcsampler import cli
 from gcsampler.factorization import problems
 from gcsampler.runs import accepted, files
@@ -38,7 +40,7 @@ def finished(command, tmp_path_factory, *flags, out="run1"):
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    return finished("run", tmp_path_factory, *SMALL_RUN)
+    return finished("run", tmp_path_factory, *SMALL_RUN, "--compilation_cache", "jax-cache")
 
 
 def test_run_prints_progress_and_table(finished_run):
@@ -48,6 +50,23 @@ def test_run_prints_progress_and_table(finished_run):
                   "run directory"):
         assert label in proc.stdout
     assert str(run_dir.name) in proc.stdout
+    # the header says what the table shows; throughput keeps compilation apart
+    assert "depth 2, width 5, linear, gaussian prior" in proc.stdout
+    assert "rejection G&C at eps 0.1; ± is one standard error" in proc.stdout
+    assert " s sampling, " in proc.stdout and " s compiling)" in proc.stdout
+
+
+def test_run_keeps_compiled_programs_in_the_cache(finished_run):
+    cwd, _, _ = finished_run
+    assert any((cwd / "jax-cache").iterdir())
+
+
+def test_a_compilation_cache_that_cannot_be_made_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    proc = gcsampler("run", "--compilation_cache", "file/cache", "--out", "r", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--compilation_cache" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    assert not (tmp_path / "r").exists()
 
 
 def test_run_directory_contents(finished_run):
@@ -84,6 +103,11 @@ def test_run_directory_contents(finished_run):
     curves = files.load_arrays(run_dir / "gd.npz")
     assert curves["train_loss"].shape == (2, 5)
     assert np.isclose(summary["gd_gen_loss"], curves["final_gen_loss"].mean())
+    fitted = curves["final_train_loss"] < 0.1
+    assert summary["gd_fitted"] == bool(fitted.all())
+    assert summary["gd_fitted_fraction"] == fitted.mean()
+    assert summary["compile_seconds"] > 0 and summary["seconds"] > 0
+    assert np.isclose(summary["samples_per_second"], summary["draws"] / summary["seconds"])
 
 
 def test_run_writes_figures(finished_run):
@@ -268,6 +292,41 @@ def test_sweep_writes_cells_csv_and_figures(finished_sweep):
             assert data.startswith(magic) and len(data) > 5_000
     assert "G&C" in proc.stdout and "scaled x0.5" not in proc.stdout  # the note is on the figure
     assert f"results: {sweep_dir.name}/results.csv" in proc.stdout
+
+
+def test_table_gathers_runs_and_sweeps_into_one_table(finished_run, finished_sweep, tmp_path):
+    _, run_dir, _ = finished_run
+    cwd, sweep_dir, _ = finished_sweep
+    proc = gcsampler("table", str(run_dir), str(sweep_dir), "--csv", str(tmp_path / "t.csv"),
+                     cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:2] == ["run", "status"] and "width" in lines[0].split()
+    assert len(lines) == 1 + 5 + 1 and lines[-1].startswith("wrote ")
+    with open(tmp_path / "t.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [row["run_dir"] for row in table] == [str(run_dir)] + [
+        str(sweep_dir / "cells" / cell) for cell in ("width=5/seed=0", "width=5/seed=1",
+                                                     "width=7/seed=0", "width=7/seed=1")]
+    for row in table:
+        summary = json.loads((pathlib.Path(row["run_dir"]) / "summary.json").read_text())
+        assert float(row["gnc_gen_loss_mean"]) == summary["gnc_gen_loss_mean"]
+        assert float(row["acceptance_ci95_lo"]) == summary["acceptance_ci95"][0]
+        assert json.loads(row["gd_gen_loss_runs"]) == summary["gd_gen_loss_runs"]
+        assert row["gd_fitted"] == str(summary["gd_fitted"]) and row["status"] == "finished"
+    # pandas: the same rows and columns
+    frame = gcs.load_runs([run_dir, sweep_dir])
+    assert list(frame["run_dir"]) == [row["run_dir"] for row in table]
+    assert list(frame.columns) == list(table[0]) and (frame["width"] == [5, 5, 5, 7, 7]).all()
+
+
+def test_table_refuses_to_overwrite_and_names_what_is_wrong(finished_run, tmp_path):
+    _, run_dir, _ = finished_run
+    (tmp_path / "t.csv").write_text("keep")
+    for args in (["--csv", "t.csv", str(run_dir)], [str(tmp_path / "nothing")]):
+        proc = gcsampler("table", *args, cwd=tmp_path)
+        assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert (tmp_path / "t.csv").read_text() == "keep"
 
 
 def test_plot_redraws_with_another_eps_and_quantity(finished_sweep):

@@ -9,7 +9,7 @@ import shlex
 import pytest
 
 from gcsampler import cli
-from gcsampler.cli import commands
+from gcsampler.cli import classify_commands, commands
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -62,4 +62,4 @@ def test_command_lines_parse(page, line):
     elif args.command == "sweep" and not values.list_presets:
         commands.sweep_spec(values)
     elif args.command == "classify" and not values.list_presets and values.resume is None:
-        commands.classify_config(values)
+        classify_commands.classify_config(values)

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import stat
 
 import numpy as np
 import pytest
@@ -117,6 +118,25 @@ def test_arrays_round_trip(tmp_path):
         assert out[k].dtype == v.dtype
         np.testing.assert_array_equal(out[k], v)
     assert os.listdir(tmp_path) == ["state.npz"]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_files_follow_the_umask(tmp_path, umask, mode):
+    """Atomic writes give the mode a plain open() gives (not a temp file's 0600), and so
+    do tensorstore's files of the accepted arrays and their metadata."""
+    old = os.umask(umask)
+    try:
+        files.write_json(tmp_path / "a.json", {"x": 1})
+        files.save_arrays(tmp_path / "b.npz", x=np.zeros(2))
+        files.write_text(tmp_path / "c.csv", "x\n1\n")
+        with accepted.AcceptedWriter(tmp_path, _layout(N_ROWS, N_COLS), chunk_rows=CHUNK) as w:
+            w.append(*_batch(np.random.default_rng(7), 0, CHUNK + 1))
+    finally:
+        os.umask(old)
+    written = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert len(written) > 3 + 2 * 4
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path
 
 
 # ------------------------------------------------------------ accepted arrays

@@ -120,7 +120,8 @@ def fresh_copy(run_dir, tmp_path):
 CHILD = textwrap.dedent("""
     import os, signal, sys, time
     from gcsampler import cli
-    from gcsampler.runs import accepted, progress
+    from gcsampler.core import progress
+    from gcsampler.runs import accepted
 
     pause = float(os.environ["TEST_PAUSE"])
     kill_at = int(os.environ.get("TEST_KILL_AT_WRITE", "0"))

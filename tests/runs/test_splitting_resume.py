@@ -13,7 +13,8 @@ import time
 import pytest
 
 from gcsampler import cli
-from gcsampler.runs import accepted, config, files, progress, runner, splitting_files
+from gcsampler.core import progress
+from gcsampler.runs import accepted, config, files, runner, splitting_files
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CFG = config.RunConfig(method="splitting", eps=1e-3, particles=64, replicates=2, moves="3",
@@ -88,7 +89,7 @@ def test_settings_that_change_results_are_refused(reference, tmp_path):
 CHILD = textwrap.dedent("""
     import sys, time
     from gcsampler import cli
-    from gcsampler.runs import progress
+    from gcsampler.core import progress
 
     show = progress.LevelProgress.__call__
 

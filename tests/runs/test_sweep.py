@@ -312,8 +312,10 @@ def test_tiny_sweep_results_csv(tiny_sweep):
         assert float(line["gd_gen_loss"]) == summary["gd_gen_loss"]
         assert (float(line["samples_scale"]) == 1.0
                 and line["sampler_used"] == summary["sampler_used"])
-        assert math.isclose(float(line["wall_seconds"]),
-                            float(line["seconds"]) + float(line["gd_seconds"]))
+        assert math.isclose(float(line["wall_seconds"]), float(line["seconds"]) + float(
+            line["compile_seconds"]) + float(line["gd_seconds"]))
+        assert line["gd_fitted"] in ("True", "False")
+        assert float(line["gd_fitted_fraction"]) == summary["gd_fitted_fraction"]
         assert float(line["acceptance_rate"]) == row["acceptance_rate"]
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from gcsampler.runs import aggregate
+from test_run_plots import outside
 
 NAN = math.nan
 
@@ -83,6 +84,17 @@ def test_median_table_four_significant_digits():
         rows, "depth", "acceptance_rate")
 
 
+# ------------------------------------------------------------------ fit_counts
+
+
+def test_fit_counts_reads_every_verdict_form():
+    rows = [{"width": 5, "gd_fitted": verdict} for verdict in (True, 1.0, False, 0.0, NAN, None)]
+    rows += [{"width": 10, "gd_fitted": 0.75}, {"width": 10, "gd_fitted": np.bool_(True)},
+             {"width": 20}]
+    assert aggregate.fit_counts(rows, "width", "gd_fitted") == {5: (2, 4), 10: (1, 2),
+                                                                20: (0, 0)}
+
+
 # ------------------------------------------------------------------ plot_sweep
 
 
@@ -94,25 +106,35 @@ def sweep_rows(axis, values, seeds=4):
     for i, value in enumerate(values):
         for seed in range(seeds):
             accepted = 0 if i == len(values) - 1 and seed < 2 else int(rng.integers(1, 50))
-            rows.append({axis: value, "problem_seed": seed, "accepted": accepted,
+            rows.append({axis: value, "problem_seed": seed, "eps": 0.02, "accepted": accepted,
                          "draws": 10**6, "acceptance_rate": accepted / 10**6,
                          "gnc_gen_loss_mean": (0.1 + 0.02 * i + 0.01 * rng.random()
                                                if accepted else NAN),
                          "prior_gen_loss_mean": 0.24 + 0.01 * rng.random(), "gd_gen_loss": NAN,
-                         "min_nuclear_gen_loss": 1e-3 * (1 + rng.random())})
+                         "gd_fitted": NAN, "min_nuclear_gen_loss": 1e-3 * (1 + rng.random())})
     return rows
 
 
 @pytest.fixture
-def figures(monkeypatch):
-    """The figures plot_sweep makes, kept open (its ``plt.close`` is intercepted)."""
+def plots():
+    """gcsampler.plots (skipped without matplotlib); closes the figures a test made."""
     plt = pytest.importorskip("matplotlib.pyplot")
-    kept = []
-    monkeypatch.setattr(plt, "close", kept.append)
-    yield kept
-    monkeypatch.undo()
-    for fig in kept:
-        plt.close(fig)
+    from gcsampler import plots
+
+    yield plots
+    plt.close("all")
+
+
+def legend_texts(ax):
+    return [text.get_text() for text in ax.get_legend().get_texts()]
+
+
+def axis_markers(ax):
+    """The x data of the 'v' markers drawn on the x axis (at the bottom of the axes)."""
+    bottom = ax.transAxes.transform((0, 0))[1]
+    return [list(line.get_xdata()) for line in ax.lines if line.get_marker() == "v"
+            and all(line.get_transform().transform((x, 0))[1] == pytest.approx(bottom)
+                    for x in line.get_xdata())]
 
 
 def check_written(paths, stem):
@@ -122,51 +144,134 @@ def check_written(paths, stem):
     assert pdf.startswith(b"%PDF") and len(pdf) > 1000
 
 
+def test_plot_sweep_writes_png_and_pdf(tmp_path, plots):
+    stem = tmp_path / "width_1e6"  # a dot in the stem is kept, not taken as a suffix
+    check_written(plots.plot_sweep(sweep_rows("width", [5, 10]), "width", stem), stem)
+
+
 @pytest.mark.parametrize("axis, values, x_scale, ticks", [
     ("width", [20, 5, 160, 10, 80, 40], "log", ["5", "10", "20", "40", "80", "160"]),
     ("depth", [2, 4, 6, 8, 10], "linear", ["2", "4", "6", "8", "10"]),
     ("activation", ["linear", "tanh", "leaky_relu"], "linear", ["linear", "tanh", "leaky_relu"]),
     ("normalize", [True, False], "linear", ["True", "False"]),
 ])
-def test_plot_sweep_axes(tmp_path, figures, axis, values, x_scale, ticks):
-    from gcsampler import plots
-
-    stem = tmp_path / f"{axis}_1e6"  # a dot in the stem is kept, not taken as a suffix
-    paths = plots.plot_sweep(sweep_rows(axis, values), axis, stem, title=f"{axis} sweep",
-                             note="1e6 draws per seed (x0.01 of the paper's 1e8)")
-    check_written(paths, stem)
-    (ax,) = figures[0].axes
-    assert ax.get_xscale() == x_scale and ax.get_yscale() == "linear"  # gen loss: as the paper
+def test_sweep_figure_axes(plots, axis, values, x_scale, ticks):
+    fig = plots.sweep_figure(sweep_rows(axis, values), axis, title=f"{axis} sweep",
+                             note="1e6 draws per seed")
+    (ax,) = fig.axes
+    assert ax.get_xscale() == x_scale and ax.get_yscale() == "log"
     assert [label.get_text() for label in ax.get_xticklabels()] == ticks
     assert ax.get_xlabel() == axis and ax.get_ylabel() == "generalization loss"
-    # GD (all NaN) and min Frobenius norm (key missing) are left out
-    legend = [text.get_text() for text in ax.get_legend().get_texts()]
-    assert legend == ["G&C", "prior (chance)", "min nuclear norm"]
+    assert ax.get_title() == f"{axis} sweep"
+    assert "eps = 0.02; 1e6 draws per seed" in [text.get_text() for text in ax.texts]
+    # GD (all NaN) and min Frobenius norm (key missing) are left out, and the legend says so
+    assert legend_texts(ax) == ["G&C", "prior (chance)", "min nuclear norm",
+                                "no value, left out: GD, min Frobenius norm"]
+    assert outside(ax.get_legend(), ax)
+    title = ax.get_legend().get_title().get_text()
+    assert title == "points: median over 4 seeds\nbars: 25th-75th percentile"
     # G&C at the last value comes from 2 of the 4 seeds; nothing else is short
     last = ticks.index(str(values[-1]))
     marks = [(text.get_text(), text.xy[0]) for text in ax.texts
              if text.get_text().startswith("n=")]
-    assert marks == [("n=2", ax.get_xticks()[last])]
+    assert marks == [("n=2/4", ax.get_xticks()[last])]
+    assert axis_markers(ax) == []
 
 
-def test_plot_sweep_acceptance_rate(tmp_path, figures):
-    from gcsampler import plots
-
+@pytest.mark.parametrize("quantity", ["gen_loss", "acceptance_rate"])
+def test_sweep_figure_linear_switch(plots, quantity):
     rows = sweep_rows("width", [5, 10, 20])
-    paths = plots.plot_sweep(rows, "width", tmp_path / "acceptance", quantity="acceptance_rate")
-    check_written(paths, tmp_path / "acceptance")
-    (ax,) = figures[0].axes
+    (ax,) = plots.sweep_figure(rows, "width", quantity=quantity, log_y=False).axes
+    assert ax.get_yscale() == "linear" and ax.yaxis.get_offset_text().get_text() == ""
+    assert ax.get_ylim()[0] < 0 < 0.1 * ax.get_ylim()[1]  # from 0, as the values are >= 0
+
+
+def test_sweep_figure_acceptance_rate_zeros_on_the_floor(plots):
+    # two seeds accepted nothing at width 20: a rate of 0, drawn on the floor of the log axis
+    (ax,) = plots.sweep_figure(sweep_rows("width", [5, 10, 20]), "width",
+                               quantity="acceptance_rate").axes
     assert ax.get_ylabel() == "acceptance rate (accepted / draws)"
-    assert ax.get_yscale() == "linear"  # two seeds accepted nothing at width 20: a rate of 0
-    positive = [{**row, "acceptance_rate": row["acceptance_rate"] or 1e-7} for row in rows]
-    plots.plot_sweep(positive, "width", tmp_path / "positive", quantity="acceptance_rate")
-    assert figures[1].axes[0].get_yscale() == "log"
-    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["G&C acceptance"]
+    assert ax.get_yscale() == "log"
+    assert legend_texts(ax) == ["G&C acceptance", "\u2264 1e-7: drawn on the dotted line"]
+    floor = [line for line in ax.lines if line.get_linestyle() == ":"]
+    assert [line.get_ydata()[0] for line in floor] == [1e-7]
 
 
-def test_plot_sweep_all_series_missing(tmp_path, figures):
-    from gcsampler import plots
+def test_sweep_figure_exact_recovery_on_the_floor(plots):
+    rows = [{**row, "min_nuclear_gen_loss": 1e-21} for row in sweep_rows("width", [5, 10])]
+    (ax,) = plots.sweep_figure(rows, "width").axes
+    assert ax.get_yscale() == "log" and ax.get_ylim()[0] < 1e-10 < ax.get_ylim()[1]
+    assert "\u2264 1e-10: drawn on the dotted line" in legend_texts(ax)
 
+
+def test_sweep_figure_marks_a_value_without_accepted_draws(plots):
+    rows = [{**row, "gnc_gen_loss_mean": NAN} if row["width"] == 10 else row
+            for row in sweep_rows("width", [5, 10, 20])]
+    (ax,) = plots.sweep_figure(rows, "width").axes
+    assert "G&C: no draw accepted (n=0)" in legend_texts(ax)
+    (xs,) = axis_markers(ax)
+    assert xs == [10.0]
+
+
+def test_sweep_figure_all_gnc_missing(plots):
     rows = [{"width": w, "problem_seed": 0, "gnc_gen_loss_mean": NAN} for w in (5, 50)]
-    check_written(plots.plot_sweep(rows, "width", tmp_path / "empty"), tmp_path / "empty")
-    assert figures[0].axes[0].get_legend() is None
+    (ax,) = plots.sweep_figure(rows, "width").axes
+    assert ax.get_yscale() == "linear"  # no positive value to put on a log axis
+    assert legend_texts(ax)[:2] == ["G&C", "G&C: no draw accepted (n=0)"]
+    assert axis_markers(ax) == [[5.0, 50.0]]
+
+
+def gd_rows(verdicts):
+    """sweep_rows with GD run: per width, the seeds' gd_fitted verdicts."""
+    rows = sweep_rows("width", list(verdicts))
+    for row in rows:
+        row["gd_fitted"] = verdicts[row["width"]][row["problem_seed"]]
+        row["gd_gen_loss"] = 1e-6 if row["gd_fitted"] in (True, 1.0) else 0.05
+    return rows
+
+
+def hollow_points(ax):
+    return [(list(line.get_xdata()), list(line.get_ydata())) for line in ax.lines
+            if line.get_markerfacecolor() == "white"]
+
+
+def test_sweep_figure_hollow_where_gd_did_not_fit(plots):
+    rows = gd_rows({5: [True, True, 1.0, True], 10: [True, 0.0, False, None],
+                    20: [1.0, NAN, True, True]})
+    (ax,) = plots.sweep_figure(rows, "width").axes
+    assert legend_texts(ax)[1] == "GD"
+    assert ("hollow: not every GD run reached\ntrain loss < eps (fit k/N seeds)"
+            in legend_texts(ax))
+    median = np.median([1e-6, 0.05, 0.05, 0.05])
+    assert hollow_points(ax) == [([10.0], [pytest.approx(median)])]
+    fits = [(text.get_text(), text.xy[0]) for text in ax.texts if text.get_text().startswith("fit")]
+    assert fits == [("fit 1/3", 10.0)]
+
+
+def test_sweep_figure_gd_fitted_everywhere(plots):
+    rows = gd_rows({5: [True] * 4, 10: [1.0] * 4})
+    (ax,) = plots.sweep_figure(rows, "width").axes
+    assert hollow_points(ax) == []
+    assert not any(text.startswith("hollow") for text in legend_texts(ax))
+
+
+# ------------------------------------------------------------------ study figure
+
+
+def test_study_figure(plots):
+    rows = [{"bin_lo": lo, "bin_hi": lo + 0.1, "n_train": n, "seed": seed,
+             "gnc_test_accuracy": NAN if (lo, n) == (0.3, 4) else 0.7,
+             "baseline_test_accuracy": 0.6 if seed else NAN,
+             "baseline_fitted": 1.0 if n == 2 else 0.5 * seed}
+            for lo in (0.3, 0.4) for n in (2, 4) for seed in range(3)]
+    fig = plots.study_figure(rows, baseline="sgd", title="kink, mlp", note="3 seeds")
+    (legend,) = fig.legends
+    texts = [text.get_text() for text in legend.get_texts()]
+    assert {"G&C", "SGD", "chance (0.5)", "G&C: no draw in the bin (n=0)",
+            "hollow: not every SGD run reached\n100% train accuracy (fit k/N seeds)"} == set(texts)
+    assert legend.get_title().get_text().startswith("points: median over 3 seeds")
+    first = fig.axes[0]
+    assert axis_markers(first) == [[4.0]]
+    assert hollow_points(first) == [([4.0], [0.6])]
+    assert [text.get_text() for text in first.texts if text.get_text()[0] in "nf"] == [
+        "n=2/3", "n=2/3", "fit 1/3"]

@@ -31,18 +31,37 @@ def format_duration(seconds):
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-def progress_line(drawn, total, accepted, seconds, prefix="G&C", done_before=0):
-    """The text of one progress update; the rate counts the draws after ``done_before``
-    (those a resumed run had before this process), made in ``seconds``."""
+LONG_RUN = 3600.0  # seconds: a run expected to take longer says so after its first call
+
+
+def pace(drawn, total, seconds, done_before=0):
+    """``(rate, eta)``: draws per second after ``done_before`` (those a resumed run had
+    before this process), made in ``seconds``, and the seconds left at that rate."""
     rate = (drawn - done_before) / seconds if seconds > 0 else 0.0
-    eta = (total - drawn) / rate if rate > 0 else math.inf
+    return rate, (total - drawn) / rate if rate > 0 else math.inf
+
+
+def progress_line(drawn, total, accepted, seconds, prefix="G&C", done_before=0):
+    """The text of one progress update."""
+    rate, eta = pace(drawn, total, seconds, done_before)
     percent = 100.0 * drawn / total if total else 100.0
     return (f"{prefix}  {format_count(drawn)}/{format_count(total)} draws ({percent:5.1f}%)  "
             f"accepted {accepted}  {format_count(rate)} samples/s  ETA {format_duration(eta)}")
 
 
+def shows_progress(progress, stream=None):
+    """Whether to show progress: ``progress`` if given, else whether ``stream`` (default
+    stderr) is a terminal."""
+    if progress is not None:
+        return bool(progress)
+    return getattr(stream if stream is not None else sys.stderr, "isatty", lambda: False)()
+
+
 class Progress:
-    """Callable progress sink (``on_progress``) of :func:`gcsampler.core.loop.guess_and_check`."""
+    """Callable progress sink (``on_progress``) of :func:`gcsampler.core.loop.guess_and_check`.
+
+    After the first update, a run whose measured pace leaves more than an hour says so
+    on a line of its own, with its ETA."""
 
     def __init__(self, total, stream=None, log_interval=5.0, done_before=0, prefix="G&C"):
         self.total = total
@@ -52,14 +71,27 @@ class Progress:
         self.interactive = getattr(self.stream, "isatty", lambda: False)()
         self.log_interval = log_interval
         self._last = -math.inf
+        self._paced = False
 
     def __call__(self, totals, seconds):
         self.show(totals.drawn, totals.rows, seconds)
 
     def show(self, drawn, accepted, seconds, prefix=None):
         """Write a line if one is due (always at the end, at most every interval in logs)."""
-        self.write(progress_line(drawn, self.total, accepted, seconds, prefix or self.prefix,
+        prefix = prefix or self.prefix
+        self.write(progress_line(drawn, self.total, accepted, seconds, prefix,
                                  self.done_before), drawn >= self.total)
+        if not self._paced:
+            self._paced = True
+            rate, eta = pace(drawn, self.total, seconds, self.done_before)
+            if LONG_RUN < eta < math.inf:
+                self.note(f"{prefix}: about {format_duration(eta)} to go at the measured "
+                          f"{format_count(rate)} samples/s")
+
+    def note(self, text):
+        """A line of its own between progress updates."""
+        self.stream.write(("\n" if self.interactive else "") + text + "\n")
+        self.stream.flush()
 
     def write(self, line, done):
         """Show ``line`` if one is due: always when ``done``, else at most every interval
@@ -104,11 +136,6 @@ class SweepProgress(Progress):
                       time.monotonic() - self.start, prefix)
 
         return report
-
-    def note(self, text):
-        """A line of its own between progress updates."""
-        self.stream.write(("\n" if self.interactive else "") + text + "\n")
-        self.stream.flush()
 
     def finish_cell(self, draws):
         """Count a finished cell of ``draws`` draws."""

@@ -1,0 +1,79 @@
+"""The figure of a classifier study: one panel per cross-entropy bin, G&C and the baseline
+against the training-set size, marked as a sweep's figure is.
+"""
+
+import collections
+import pathlib
+import textwrap
+
+from gcsampler.plots.common import _draw_series, _legend, _shift, _y_scale, pyplot, save_figure
+from gcsampler.runs import aggregate
+
+
+def plot_study(rows, out_dir, cfg):
+    """``test_accuracy.png/.pdf`` of a classifier study (a
+    :class:`~gcsampler.runs.classify_study.StudyConfig`): one panel per bin, G&C and the
+    baseline against the training-set size, median over seeds; returns the paths."""
+    title = f"{cfg.task}, {cfg.model}: Guess & Check vs {cfg.baseline.upper()}"
+    note = (f"{cfg.samples:,} draws per cell, {cfg.seeds} seeds, prior {cfg.prior}; "
+            f"{cfg.baseline} stopped at 100% train accuracy below each bin's upper edge")
+    return plot_study_figure(rows, pathlib.Path(out_dir) / "test_accuracy",
+                             baseline=cfg.baseline, title=title, note=note)
+
+
+def plot_study_figure(rows, out_stem, *, baseline, title="", note=""):
+    """Draw :func:`study_figure` and write it as ``out_stem.png`` and ``.pdf``; returns both."""
+    return save_figure(study_figure(rows, baseline=baseline, title=title, note=note), out_stem)
+
+
+def study_figure(rows, *, baseline, title="", note=""):
+    """Figure of a classifier study: one panel per cross-entropy bin, test accuracy of
+    G&C and of ``baseline`` against the training-set size, marked as in
+    :func:`_draw_series` (the baseline hollow where not all its runs reached 100% train
+    accuracy: ``baseline_fitted`` < 1). Returns the figure."""
+    plt = pyplot()
+    bins = list(dict.fromkeys((row["bin_lo"], row["bin_hi"]) for row in rows))
+    columns = min(4, len(bins))
+    grid = (-(-len(bins) // columns), columns)
+    fig, axes = plt.subplots(*grid, figsize=(3.2 * grid[1], 2.6 * grid[0] + 1.6),
+                             sharex=True, sharey=True, squeeze=False, layout="constrained")
+    series = [(aggregate.Series("G&C", "gnc_test_accuracy", empty="no draw in the bin"),
+               {"color": "red", "marker": "o"})]
+    if baseline != "none":
+        series.append((aggregate.Series(baseline.upper(), "baseline_test_accuracy",
+                                        empty="no run fit", verdict="baseline_fitted",
+                                        goal="100% train accuracy"),
+                       {"color": "black", "marker": "s"}))
+    entries, seeds = {}, []
+    for ax, (lo, hi) in zip(axes.flat, bins):
+        cell = [row for row in rows if (row["bin_lo"], row["bin_hi"]) == (lo, hi)]
+        per_size = collections.Counter(row["n_train"] for row in cell)
+        seeds += per_size.values()
+        for index, (line, style) in enumerate(series):
+            bands = aggregate.median_iqr(cell, "n_train", line.column)
+            fits = None
+            if line.verdict:
+                counts = aggregate.fit_counts(cell, "n_train", line.verdict)
+                fits = [counts[band.value] for band in bands]
+            entries.update(_draw_series(
+                ax, [band.value for band in bands], bands,
+                [per_size[band.value] for band in bands], line, style,
+                shift=_shift(index, len(series)), fits=fits))
+        entries["chance (0.5)"] = ax.axhline(0.5, color="tab:gray", linewidth=0.8,
+                                             linestyle=":")
+        ax.set_xticks(sorted({row["n_train"] for row in rows}))
+        ax.set_title(f"train CE in [{lo:g}, {hi:g})", fontsize="small")
+    for ax in axes.flat[len(bins):]:
+        ax.set_visible(False)
+    for column in axes.T:  # the lowest panel of each column shows its x axis
+        lowest = [ax for ax in column if ax.get_visible()][-1]
+        lowest.xaxis.set_tick_params(labelbottom=True)
+        lowest.set_xlabel("training examples")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test accuracy")
+    _y_scale(axes.flat[0], False)
+    _legend(fig, axes.flat[:len(bins)], entries, seeds, loc="outside lower center", ncols=3)
+    width = int(fig.get_figwidth() * 12)  # characters of a medium-sized line
+    fig.suptitle(textwrap.fill(title, width) + (f"\n{textwrap.fill(note, width)}" if note
+                                               else ""), fontsize="medium")
+    return fig
