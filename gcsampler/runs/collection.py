@@ -48,7 +48,7 @@ def run_row(run_dir):
         field = schema.BY_NAME.get(name)
         if field is not None and field.unit.startswith("[") and value is not None:
             row[f"{name}_lo"], row[f"{name}_hi"] = value
-        else:
+        elif name != "run_dir":  # where the run was made from, not where it is now
             row[name] = value
     return row
 
