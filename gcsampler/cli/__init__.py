@@ -55,7 +55,10 @@ def build_parser():
                  "write the full weights of one draw to .npz", positional=("run_dir", "RUN"))
     _add_command(subcommands, "table", flags.TABLE_FLAGS, commands.table_command,
                  "one table of many runs: every setting and result, printed or as CSV",
-                 positional=("paths", "RUN_OR_SWEEP", "+"))
+                 positional=("paths", "RUN_OR_SWEEP", "+"),
+                 description="One line per run for each run directory, sweep directory (its "
+                             "cells) or directory holding runs given: the settings that differ "
+                             "and the main results; --csv writes every column.")
     return parser
 
 
