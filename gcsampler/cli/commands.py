@@ -90,6 +90,10 @@ def _print_results(run_dir):
 
 
 def report_command(args, values):
+    if (pathlib.Path(args.run_dir) / sweep_results.SWEEP_FILE).is_file():
+        raise UsageError(f"gcsampler report: {args.run_dir} is a sweep directory: `gcsampler "
+                         f"plot {args.run_dir}` redraws its figures and `gcsampler table "
+                         f"{args.run_dir}` lists its runs")
     try:
         print(api.report(args.run_dir, values.eps))
     except ValueError as err:

@@ -329,6 +329,13 @@ def test_table_refuses_to_overwrite_and_names_what_is_wrong(finished_run, tmp_pa
     assert (tmp_path / "t.csv").read_text() == "keep"
 
 
+def test_report_of_a_sweep_points_to_plot_and_table(finished_sweep):
+    cwd, sweep_dir, _ = finished_sweep
+    proc = gcsampler("report", str(sweep_dir), cwd=cwd)
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
+    assert "gcsampler plot" in proc.stderr and "gcsampler table" in proc.stderr
+
+
 def test_plot_redraws_with_another_eps_and_quantity(finished_sweep):
     cwd, sweep_dir, _ = finished_sweep
     proc = gcsampler("plot", str(sweep_dir), "--eps", "0.05", "--y", "acceptance_rate", cwd=cwd)
