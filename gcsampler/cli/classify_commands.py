@@ -6,7 +6,7 @@ import pathlib
 from gcsampler import plots
 from gcsampler.cli import flags, setup
 from gcsampler.cli.flags import UsageError
-from gcsampler.runs import classify_study, distributed
+from gcsampler.runs import classify_study
 
 
 def classify_command(args, values):
@@ -59,10 +59,7 @@ def _resume_study(values, every):
 
 
 def _print_study(rows, out, cfg):
-    team = distributed.team()
-    if not team.leader:
-        print(f"process {team.process} of {team.processes}: done; process 0 reports the "
-              f"results of {out}")
+    if not setup.leader(out):
         return
     print(classify_study.table(rows))
     print(f"results: {out / classify_study.RESULTS_FILE}")

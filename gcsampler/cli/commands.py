@@ -14,8 +14,8 @@ import numpy as np
 from gcsampler import plots
 from gcsampler.cli import flags, setup
 from gcsampler.cli.flags import UsageError
-from gcsampler.runs import (aggregate, api, collection, config, distributed, files, presets,
-                            runner, sweep, sweep_results)
+from gcsampler.runs import (aggregate, api, collection, config, files, presets, runner,
+                            sweep, sweep_results)
 from gcsampler.runs.methods import METHODS
 
 
@@ -77,10 +77,7 @@ def _resume_run(values, every):
 
 
 def _print_results(run_dir):
-    team = distributed.team()
-    if not team.leader:
-        print(f"process {team.process} of {team.processes}: done; process 0 reports the "
-              f"results of {run_dir}")
+    if not setup.leader(run_dir):
         return
     print(api.report(run_dir))
     _write_plots(run_dir)

@@ -72,3 +72,13 @@ def out_dir(values, tag):
     if values.out:
         return pathlib.Path(values.out)
     return pathlib.Path("runs") / files.default_run_name(tag)
+
+
+def leader(out):
+    """Whether this process reports the results of ``out``; other processes of a
+    multi-process run say that they are done and that process 0 reports."""
+    team = distributed.team()
+    if not team.leader:
+        print(f"process {team.process} of {team.processes}: done; process 0 reports the "
+              f"results of {out}")
+    return team.leader

@@ -11,16 +11,6 @@ SETTINGS = {"gd_optimizer": "grouprmsprop", "gd_lr": 1e-4, "gd_momentum": 0.0,
             "gd_init_scale": 1e-3}
 
 
-@pytest.fixture
-def plots():
-    """gcsampler.plots (skipped without matplotlib); closes the figures a test made."""
-    plt = pytest.importorskip("matplotlib.pyplot")
-    from gcsampler import plots
-
-    yield plots
-    plt.close("all")
-
-
 def legend_texts(legend):
     return [text.get_text() for text in legend.get_texts()]
 

@@ -115,16 +115,6 @@ def sweep_rows(axis, values, seeds=4):
     return rows
 
 
-@pytest.fixture
-def plots():
-    """gcsampler.plots (skipped without matplotlib); closes the figures a test made."""
-    plt = pytest.importorskip("matplotlib.pyplot")
-    from gcsampler import plots
-
-    yield plots
-    plt.close("all")
-
-
 def legend_texts(ax):
     return [text.get_text() for text in ax.get_legend().get_texts()]
 
