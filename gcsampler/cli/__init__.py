@@ -1,4 +1,4 @@
-"""The ``gcsampler`` command: run, report, sweep, classify, plot, regenerate, table.
+"""The ``gcsampler`` command: run, report, sweep, classify, plot, regenerate, verify, table.
 
 Flags are absl flags (so ``--flagfile`` works), parsed per subcommand through
 ``absl.flags.argparse_flags`` (:mod:`.flags`); each command is a thin function of its
@@ -13,7 +13,7 @@ from absl.flags import argparse_flags
 
 from gcsampler.cli import classify_commands, commands, flags
 from gcsampler.cli.flags import UsageError
-from gcsampler.runs import checkpoint, files
+from gcsampler.runs import checkpoint, distributed, files
 
 
 class ArgumentParser(argparse_flags.ArgumentParser):
@@ -53,6 +53,14 @@ def build_parser():
                  positional=("sweep_dir", "SWEEP"))
     _add_command(subcommands, "regenerate", flags.REGENERATE_FLAGS, commands.regenerate_command,
                  "write the full weights of one draw to .npz", positional=("run_dir", "RUN"))
+    _add_command(subcommands, "verify", flags.VERIFY_FLAGS, commands.verify_command,
+                 "check a run against its checksums; --repair redraws what was lost",
+                 positional=("run_dir", "RUN"),
+                 description="Check every part of a run: each array's rows against the "
+                             "checksums recorded when they were written, the checkpoints, "
+                             "statistics and summary. Exit 0 when intact, 1 when damaged. "
+                             "--repair redraws damaged rows exactly (draws are a pure "
+                             "function of seed and index).")
     _add_command(subcommands, "table", flags.TABLE_FLAGS, commands.table_command,
                  "one table of many runs: every setting and result, printed or as CSV",
                  positional=("paths", "RUN_OR_SWEEP", "+"),
@@ -106,4 +114,5 @@ def _underscored(arg):
 def _fail(message, code):
     sys.stderr.write(message.splitlines()[0] if message else "error")
     sys.stderr.write("\n")
+    distributed.fail(code)  # a multi-process run ends here, telling the other processes
     sys.exit(code)

@@ -19,18 +19,19 @@ def classify_command(args, values):
     cfg = classify_config(values)
     setup.start_process(values, "classify")
     setup.check_devices(cfg.devices, command="classify")
+    cells = _cells(cfg)
     name = values.preset or cfg.task
     out = setup.out_dir(values, f"classify-{name}")
-    _print_study(_run_study(cfg, out, every, resume=False), out, cfg)
+    _print_study(classify_study.run(cfg, out, cells=cells, checkpoint_every=every), out, cfg)
     return 0
 
 
-def _run_study(cfg, out, every, resume):
+def _cells(cfg):
+    """The study's cells, each checked (before anything is written)."""
     try:
-        todo = classify_study.make_cells(cfg)
+        return classify_study.make_cells(cfg)
     except (ValueError, ImportError) as err:  # ImportError: digits without scikit-learn
         raise UsageError(f"gcsampler classify: {err}") from None
-    return classify_study.run(cfg, out, cells=todo, resume=resume, checkpoint_every=every)
 
 
 def _resume_study(values, every):
@@ -54,7 +55,8 @@ def _resume_study(values, every):
                                            if k in ("batch", "devices")})
     setup.start_process(values, "classify")
     setup.check_devices(cfg.devices, command="classify")
-    _print_study(_run_study(cfg, out, every, resume=True), out, cfg)
+    rows = classify_study.run(cfg, out, cells=_cells(cfg), resume=True, checkpoint_every=every)
+    _print_study(rows, out, cfg)
     return 0
 
 

@@ -8,14 +8,15 @@ touched before the input has been checked.
 import dataclasses
 import math
 import pathlib
+import sys
 
 import numpy as np
 
 from gcsampler import plots
 from gcsampler.cli import flags, setup
 from gcsampler.cli.flags import UsageError
-from gcsampler.runs import (aggregate, api, collection, config, files, presets, runner,
-                            sweep, sweep_results)
+from gcsampler.runs import (aggregate, api, collection, config, files, integrity, presets,
+                            runner, sweep, sweep_results)
 from gcsampler.runs.methods import METHODS
 
 
@@ -65,15 +66,24 @@ def _resume_run(values, every):
     except ValueError as err:
         raise UsageError(f"gcsampler run: {err}") from None
     setup.check_devices(resumption.cfg.devices)
-    if resumption.done:
+    if not resumption.done:
+        runner.resume(resumption, pieces, checkpoint_every=every)
+    elif figures := _missing_figures(resumption.run_dir):
+        sys.stderr.write(f"gcsampler: {values.resume} has all its results; drawing its "
+                         f"missing figures ({', '.join(figures)})\n")
+    else:
         print(f"{values.resume} is complete ({resumption.cfg.samples:,} draws"
               f"{', GD included' if resumption.cfg.gd else ''}): nothing to resume. "
               f"`gcsampler report {values.resume}` shows its results; a larger --samples "
               f"draws more.")
         return 0
-    runner.resume(resumption, pieces, checkpoint_every=every)
     _print_results(resumption.run_dir)
     return 0
+
+
+def _missing_figures(run_dir):
+    """The figures a finished run lacks that can be drawn here (none without matplotlib)."""
+    return plots.missing_figures(run_dir) if plots.available() else []
 
 
 def _print_results(run_dir):
@@ -229,11 +239,32 @@ def regenerate_command(args, values):
         layers, matrix = runner.regenerate(run_dir, index)
     except ValueError as err:
         raise UsageError(f"gcsampler regenerate: {err}") from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    files.save_arrays(out, index=np.uint64(index), matrix=matrix,
-                      **{f"W_{i + 1}": w for i, w in enumerate(layers)})
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        files.save_arrays(out, index=np.uint64(index), matrix=matrix,
+                          **{f"W_{i + 1}": w for i, w in enumerate(layers)})
+    except FileExistsError as err:  # a file where a directory of the path should be
+        raise files.WriteError(f"cannot write {out}: {err.filename} is a file, not a "
+                               f"directory; choose another --out") from None
+    except OSError as err:
+        raise files.WriteError(f"cannot write {out}: {err.strerror or err}; choose another "
+                               f"--out") from None
+    except files.WriteError as err:
+        raise files.WriteError(f"{err}; choose another --out") from None
     print(f"draw {index}: {len(layers)} layers and the end-to-end matrix written to {out}")
     return 0
+
+
+def verify_command(args, values):
+    """`gcsampler verify RUN [--repair]`: check (and repair) a run; exit 1 if damaged."""
+    run_dir = pathlib.Path(args.run_dir)
+    report = integrity.verify(run_dir)
+    if values.repair and not report.intact:
+        print("\n".join(report.lines()))
+        report = integrity.repair(run_dir, runner.rejection_task, sys.stderr)
+        print("after repair:")
+    print("\n".join(report.lines()))
+    return 0 if report.intact else 1
 
 
 def table_command(args, values):

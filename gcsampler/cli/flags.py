@@ -14,7 +14,7 @@ from absl import flags
 from gcsampler.classify import data, networks
 from gcsampler.factorization import gd
 from gcsampler.factorization.samplers import CHOICES as SAMPLER_CHOICES
-from gcsampler.runs import aggregate, classify_study, presets, sweep
+from gcsampler.runs import aggregate, classify_study, distributed, presets, sweep
 from gcsampler.runs.checkpoint import DEFAULT_EVERY
 from gcsampler.runs.config import RunConfig
 from gcsampler.runs.methods import METHODS
@@ -80,6 +80,10 @@ RUN_CONTROL_FLAGS = (
                                  "--num_processes - 1."),
     ("coordinator_address", "string", None,
      "HOST:PORT where process 0 of a multi-process run listens; the same for every process."),
+    ("distributed_timeout", "float", distributed.TIMEOUT,
+     "Seconds within which every process of a multi-process run ends, with a one-line error, "
+     "once the processes lose each other: they do not all join, or one stops responding "
+     "(killed, crashed, cut off) or ends alone. Checkpoints are kept; --resume continues."),
     COMPILATION_CACHE_FLAG,
 )
 
@@ -95,9 +99,29 @@ def _study_control_rows():
     return (resume, *(row for row in RUN_CONTROL_FLAGS if row[0] != "resume"))
 
 
+class _FlagValues(flags.FlagValues):
+    """absl FlagValues whose flagfiles must be named, be UTF-8 text and not include
+    themselves: absl itself skips an empty ``--flagfile=`` or a circular one with a
+    warning (so the command would run with its defaults) and lets a UnicodeDecodeError
+    out of a file that is not text."""
+
+    def _get_flag_file_lines(self, filename, parsed_file_stack=None):
+        # absl reads every --flagfile, nested ones too, through this method.
+        if not filename:
+            raise flags.IllegalFlagValueError("--flagfile needs the name of a file")
+        if filename in (parsed_file_stack or ()):
+            raise flags.IllegalFlagValueError(f"--flagfile={filename} includes itself")
+        try:
+            return super()._get_flag_file_lines(filename, parsed_file_stack)
+        except UnicodeDecodeError as err:
+            raise flags.IllegalFlagValueError(
+                f"--flagfile={filename} is not UTF-8 text (byte {err.start})") from None
+
+
 def flag_values(rows):
-    """absl FlagValues of flag rows (shown by --help)."""
-    values = flags.FlagValues()
+    """absl FlagValues of flag rows (shown by --help); a string flag may not be given
+    empty (``--out=`` would otherwise mean its default)."""
+    values = _FlagValues()
     for name, kind, default, help_text, *choices in rows:
         define = getattr(flags, f"DEFINE_{kind}")
         if default is not None:
@@ -106,6 +130,9 @@ def flag_values(rows):
             define(name, default, choices[0], help_text, flag_values=values)
         else:
             define(name, default, help_text, flag_values=values)
+        if kind == "string":
+            flags.register_validator(name, lambda value: value != "", "must not be empty",
+                                     flag_values=values)
         # argparse_flags shows help only for key flags of the main module.
         values.register_key_flag_for_module(sys.argv[0], values[name])
     return values
@@ -205,6 +232,12 @@ PLOT_FLAGS = (
 TABLE_FLAGS = (
     ("csv", "string", None, "Also write every column (every setting and summary field) of "
                             "every run to this new CSV file."),
+)
+VERIFY_FLAGS = (
+    ("repair", "boolean", False,
+     "Redraw the rows of damaged or missing chunks (and a damaged statistics.npz) from "
+     "their draws and write them back, only where they match the checksums the run "
+     "recorded, so the run ends bit-identical to one never damaged."),
 )
 REGENERATE_FLAGS = (
     ("index", "string", None, "Global index of the draw to regenerate."),

@@ -14,17 +14,20 @@ from gcsampler.runs import distributed, files
 
 def join(values, command="run"):
     """Join a multi-process run if the flags ask for one (before anything uses a device)."""
-    if (values.num_processes, values.process_id, values.coordinator_address) == (1, 0, None):
-        return
-    if values.num_processes > 1 and values.out is None and values.resume is None:
-        raise UsageError(f"gcsampler {command}: --out is required with --num_processes > 1: "
-                         f"every process must write the same directory")
     try:
+        distributed.check_timeout(values.distributed_timeout)
+        if (values.num_processes, values.process_id, values.coordinator_address) == (1, 0, None):
+            return
+        if values.num_processes > 1 and values.out is None and values.resume is None:
+            raise UsageError(f"gcsampler {command}: --out is required with --num_processes > 1: "
+                             f"every process must write the same directory")
         distributed.initialize(values.coordinator_address, values.num_processes,
-                               values.process_id)
+                               values.process_id, values.distributed_timeout,
+                               command=f"gcsampler {command}",
+                               run_dir=values.out or values.resume)
     except ValueError as err:
         raise UsageError(f"gcsampler {command}: {err}") from None
-    except RuntimeError as err:  # no coordinator, a timeout
+    except RuntimeError as err:  # e.g. process 0 cannot listen at the address
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise files.RunDirError(f"cannot join the run at --coordinator_address "
                                 f"{values.coordinator_address}: {reason}") from None
@@ -68,10 +71,11 @@ def use_compilation_cache(values, command):
 
 
 def out_dir(values, tag):
-    """``--out``, or ``runs/<time>-<tag>`` when it is not given."""
-    if values.out:
+    """``--out``, or when it is not given a new ``runs/<time>-<tag>`` (made now, so that
+    runs started in the same second get directories of their own)."""
+    if values.out is not None:
         return pathlib.Path(values.out)
-    return pathlib.Path("runs") / files.default_run_name(tag)
+    return files.new_default_run_dir(tag)
 
 
 def leader(out):

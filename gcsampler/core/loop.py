@@ -3,7 +3,10 @@
 A task says how to evaluate a block of draws on a device and what to keep of them;
 this loop runs it over devices (:mod:`gcsampler.core.devices`), keeps one compiled
 call in flight while it folds the previous one into the host totals, and streams
-accepted rows, in index order, to a callback. Factorizations
+accepted rows, in index order, to a callback. Calls are sized from the pace of the
+calls before them to take about :data:`CALL_SECONDS` (the first takes one step), so a
+run asked to stop ends within about that; the size is a runtime number of the one
+compiled call, and changes no bit. Factorizations
 (:mod:`gcsampler.factorization.task`), classifiers (:mod:`gcsampler.classify.task`)
 and users' own models (:func:`gcsampler.threshold.task.model_task`) all run here.
 
@@ -75,6 +78,17 @@ class Task(NamedTuple):
     first_capacity: Callable | None = None
 
 
+CALL_SECONDS = 1.0  # seconds of device work a call aims at: about what a stop waits for
+
+
+class Stopped(Exception):
+    """A run that was asked to stop (``stop``) ended early, at ``snapshot``."""
+
+    def __init__(self, snapshot):
+        super().__init__("stopped on request, at a snapshot")
+        self.snapshot = snapshot
+
+
 class Snapshot(NamedTuple):
     """A point a run can continue from: ``totals`` over the blocks before ``block`` (of
     the run's block range: draws ``[first * 2**log2_block, block * 2**log2_block)``).
@@ -120,10 +134,10 @@ _CALL_CACHE = {}
 
 
 def compiled_call(task, schedule, call_args):
-    """The compiled, device-sharded call of ``schedule.steps`` steps of ``task`` for
-    arguments shaped like ``call_args``, and the seconds spent compiling it now (0 when
-    this process compiled it before; little when JAX's persistent compilation cache
-    has it)."""
+    """The compiled, device-sharded call of up to ``schedule.steps`` steps of ``task``
+    (:func:`~gcsampler.core.devices.sharded_call`) for arguments shaped like
+    ``call_args``, and the seconds spent compiling it now (0 when this process compiled
+    it before; little when JAX's persistent compilation cache has it)."""
     leaves, tree = jax.tree.flatten(call_args)
     cache_key = (task.static, schedule, tree,
                  tuple((jnp.shape(leaf), jax.dtypes.result_type(leaf)) for leaf in leaves))
@@ -140,7 +154,8 @@ def guess_and_check(task, *, samples, seed=0, batch=None, devices=None,
                     log2_block=DEFAULT_LOG2_BLOCK, capacity=None,
                     start: Snapshot | None = None, blocks: range | None = None,
                     on_rows: Callable | None = None, on_progress: Callable | None = None,
-                    on_snapshot: Callable | None = None, progress: bool | None = None):
+                    on_snapshot: Callable | None = None, progress: bool | None = None,
+                    stop: Callable | None = None):
     """Draw ``samples`` draws of ``task`` and keep what it accepts.
 
     Args:
@@ -169,6 +184,11 @@ def guess_and_check(task, *, samples, seed=0, batch=None, devices=None,
         block boundary (every call except a last one ending in a partial block), once
         ``on_rows`` has had every row the snapshot counts. The snapshot holds its own
         copy of the totals.
+      stop: ``() -> bool``, asked before each call but the first is launched and at each
+        snapshot (before ``on_snapshot``): once it returns True, no further call is
+        launched and the run ends at its next snapshot short of its end, raising
+        :class:`Stopped` with it once ``on_snapshot`` has had it; the call in flight
+        then is abandoned.
 
     Returns:
       RunResult with the host totals, the sampling time of this call (not of the run a
@@ -194,9 +214,9 @@ def guess_and_check(task, *, samples, seed=0, batch=None, devices=None,
 
     compile_seconds = 0.0
 
-    def call(on_schedule, first):
+    def call(on_schedule, first, steps):
         nonlocal compile_seconds
-        call_args = (base_key, np.uint32(first), *args)
+        call_args = (base_key, np.uint32(first), np.int32(steps), *args)
         compiled, seconds = compiled_call(task, on_schedule, call_args)
         compile_seconds += seconds
         return compiled(*call_args)
@@ -204,18 +224,32 @@ def guess_and_check(task, *, samples, seed=0, batch=None, devices=None,
     def overflow_rows(first_block, count):
         alone = schedule._replace(steps=1, devices=schedule.devices[:1],
                                   capacity=task.room_for(schedule, count))
-        return jax.device_get(call(alone, first_block))
+        return jax.device_get(call(alone, first_block, 1))
 
     def sampling_seconds():  # compiles during the loop (more row room) do not count
         return time.perf_counter() - began - (compile_seconds - before_loop)
 
-    _, compile_seconds = compiled_call(task, schedule, (base_key, np.uint32(0), *args))
+    blocks_per_step = schedule.blocks * len(schedule.devices)
+    steps = 1  # of the calls launched from now on: one until a call has been timed
+
+    def calls():
+        """``(first block, steps)`` of each call, launched while ``stop`` allows."""
+        first = start.block
+        while first < blocks.stop and not (first > start.block and stop is not None and stop()):
+            count = min(steps, -(-(blocks.stop - first) // blocks_per_step))
+            yield first, count
+            first += count * blocks_per_step
+
+    _, compile_seconds = compiled_call(task, schedule,
+                                       (base_key, np.uint32(0), np.int32(1), *args))
     before_loop = compile_seconds
-    began = time.perf_counter()
-    blocks_per_call = schedule.draws_per_call // block
-    for first, out in pipelined(lambda first: call(schedule, first),
-                                range(start.block, blocks.stop, blocks_per_call)):
+    began = read_at = time.perf_counter()
+    for (first, count), out in pipelined(lambda c: call(schedule, *c), calls()):
         out = jax.device_get(out)
+        # the call was queued before the last one was read: it ran since then
+        now = time.perf_counter()
+        steps, read_at = next_steps(count, now - read_at, schedule.steps), now
+        out = jax.tree.map(lambda x: x[:count], out)
         task.add_counts(totals, out)
         for index, rows in accepted_rows(out, first, schedule, overflow_rows):
             columns = task.add_rows(totals, rows)
@@ -224,21 +258,35 @@ def guess_and_check(task, *, samples, seed=0, batch=None, devices=None,
         most = int(np.max(out.accepted))
         if most > schedule.capacity:  # calls already queued keep theirs
             schedule = schedule._replace(capacity=task.room_for(schedule, most))
-        covered = min((first + blocks_per_call) * block, end)
-        if on_snapshot is not None and covered % block == 0:
-            on_snapshot(Snapshot(covered // block, copy.deepcopy(totals),
-                                 start.seconds + sampling_seconds()))
+        covered = min((first + count * blocks_per_step) * block, end)
+        if covered % block == 0 and (on_snapshot is not None or stop is not None):
+            snapshot = Snapshot(covered // block, copy.deepcopy(totals),
+                                start.seconds + sampling_seconds())
+            stopping = covered < end and stop is not None and stop()  # before on_snapshot
+            if on_snapshot is not None:
+                on_snapshot(snapshot)
+            if stopping:
+                raise Stopped(snapshot)
         if on_progress is not None:
             on_progress(totals, sampling_seconds())
     return RunResult(totals, sampling_seconds(), schedule, compile_seconds)
 
 
-def pipelined(launch, firsts):
-    """``launch(first)`` for each call, yielding ``(first, output)`` one call behind, so
-    the next call is already queued on the devices while the host reads one."""
+def next_steps(steps, seconds, most):
+    """Steps of the next calls, given that a call of ``steps`` steps took ``seconds``: as
+    many as take about :data:`CALL_SECONDS`, at least one and at most ``most`` and twice
+    ``steps`` (so that one fast call cannot make the next ones long)."""
+    fit = int(steps * CALL_SECONDS / seconds) if seconds > 0 else most
+    return max(1, min(fit, 2 * steps, most))
+
+
+def pipelined(launch, calls):
+    """``launch(call)`` for each of ``calls``, yielding ``(call, output)`` one call behind,
+    so the next call is already queued on the devices while the host reads one (the next
+    of ``calls`` is taken before the last output is yielded)."""
     previous = None
-    for first in firsts:
-        current = (first, launch(first))
+    for each in calls:
+        current = (each, launch(each))
         if previous is not None:
             yield previous
         previous = current
@@ -247,15 +295,15 @@ def pipelined(launch, firsts):
 
 
 def accepted_rows(out, first, schedule, overflow_rows):
-    """The accepted rows of one call's outputs (leading axes: step, device), step by step
-    in global order: ``(global_index, rows)`` with ``rows`` the step's row buffers cut to
-    its true count. A step that accepted more rows than its buffers hold (the capacity
-    the call was compiled with, which may be older than ``schedule``'s) is evaluated
-    again by ``overflow_rows(first_block, count)``, whose output (one step, one device)
-    has room for all of them."""
+    """The accepted rows of one call's outputs (leading axes: step, device; its steps
+    only), step by step in global order: ``(global_index, rows)`` with ``rows`` the
+    step's row buffers cut to its true count. A step that accepted more rows than its
+    buffers hold (the capacity the call was compiled with, which may be older than
+    ``schedule``'s) is evaluated again by ``overflow_rows(first_block, count)``, whose
+    output (one step, one device) has room for all of them."""
     n_devices = len(schedule.devices)
     capacity = out.rows["position"].shape[2]
-    for s in range(schedule.steps):
+    for s in range(len(out.accepted)):
         for d in range(n_devices):
             count = int(out.accepted[s, d])
             if count == 0:

@@ -23,6 +23,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from gcsampler.core import keys
 from gcsampler.core.devices import resolve_devices
+from gcsampler.core.loop import Stopped
 from gcsampler.factorization import fibers, latent, problems, rotations
 from gcsampler.factorization.task import check_pieces
 from gcsampler.splitting.base import (DEFAULT_MAX_LEVELS, DEFAULT_MAX_MOVES, DEFAULT_PARTICLES,
@@ -64,7 +65,8 @@ def multilevel_splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTIC
                          latent_map="auto", fiber=True, rotate=True,
                          max_levels=DEFAULT_MAX_LEVELS,
                          devices=None, first_replicate=0, on_level: Callable | None = None,
-                         start: Snapshot | None = None, on_snapshot: Callable | None = None):
+                         start: Snapshot | None = None, on_snapshot: Callable | None = None,
+                         stop: Callable | None = None):
     """Estimate p = P(train loss < eps) and sample the prior restricted to {train loss < eps}.
 
     Args:
@@ -99,6 +101,9 @@ def multilevel_splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTIC
         the bits of a run without a stop (on the same number of devices).
       on_snapshot: called as ``on_snapshot(snapshot)`` after each level; its ``state``
         is on the devices until read.
+      stop: ``() -> bool``, asked after each level (before ``on_snapshot``): True ends the
+        run there, unless it is the last, raising :class:`~gcsampler.core.loop.Stopped`
+        with its snapshot once ``on_snapshot`` has had it.
     """
     _check(eps, particles, replicates, seed, moves, target_correlation, max_moves, survival,
            max_levels, first_replicate)
@@ -141,8 +146,13 @@ def multilevel_splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTIC
         seconds = before + time.perf_counter() - began
         if on_level is not None:
             on_level(info, seconds)
+        snapshot = Snapshot(count, state, tuple(infos), evaluations, seconds)
+        stopping = (stop is not None and count < max_levels and not _finished(info, particles)
+                    and stop())
         if on_snapshot is not None:
-            on_snapshot(Snapshot(count, state, tuple(infos), evaluations, seconds))
+            on_snapshot(snapshot)
+        if stopping:
+            raise Stopped(snapshot)
     done = jax.device_get(state.done)
     matrices = jax.device_get(programs.matrices(state.z))
     final_train, final_gen, log_p = jax.device_get((state.train, state.gen, state.log_p))

@@ -4,11 +4,14 @@ the median-with-quartiles series of sweeps and studies.
 Tick labels never use an offset ("1e-5" above the axis).
 """
 
+import functools
 import importlib.util
 import pathlib
 import textwrap
 
 import numpy as np
+
+from gcsampler.runs import files
 
 INSTALL_HINT = "plots need matplotlib: pip install -e '.[plots]'"
 
@@ -28,12 +31,19 @@ def pyplot():
 
 
 def save_figure(fig, out_stem, suffixes=(".png", ".pdf")):
-    """Write ``fig`` as ``out_stem`` + each suffix, close it, return the paths."""
+    """Write ``fig`` as ``out_stem`` + each suffix, close it, return the paths.
+
+    Each file is written atomically: a failed write (full disk, read-only location) is a
+    one-line :class:`~gcsampler.runs.files.WriteError` and leaves the file as it was.
+    """
     out_stem = pathlib.Path(out_stem)
     paths = [out_stem.with_name(out_stem.name + suffix) for suffix in suffixes]
-    for path in paths:
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-    pyplot().close(fig)
+    try:
+        for path in paths:
+            files.write_bytes(path, functools.partial(fig.savefig, format=path.suffix[1:],
+                                                      dpi=120, bbox_inches="tight"))
+    finally:
+        pyplot().close(fig)
     return paths
 
 

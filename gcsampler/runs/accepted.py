@@ -14,12 +14,9 @@ directory), so a killed writer leaves each file whole, old or new: rows written
 before it are intact, whatever the arrays' recorded shapes say about later ones
 (see :mod:`gcsampler.runs.checkpoint`).
 
-``accepted/`` is also a zarr v2 group that describes itself, so zarr-python and xarray
-open it as it is: ``.zgroup``, ``.zattrs`` with the run's attributes (eps, seed,
-sampler, method, ...), the gcsampler version, the index convention and every column's
-dtype, per-row shape and meaning, and per array a ``.zattrs`` with xarray's
-``_ARRAY_DIMENSIONS``. gcsampler's own readers need none of these files (runs made
-before them have none).
+``accepted/`` is also a zarr v2 group that describes itself
+(:mod:`gcsampler.runs.accepted_metadata`), and the manifest beside it has a checksum of
+every chunk, against which every reader checks the rows (:mod:`gcsampler.runs.manifest`).
 """
 
 import pathlib
@@ -27,33 +24,14 @@ import pathlib
 import numpy as np
 import tensorstore as ts
 
-from gcsampler._version import __version__
-from gcsampler.runs.files import RunDirError, WriteError, part_dir, write_json
+from gcsampler.runs import accepted_metadata, manifest as manifest_lib
+from gcsampler.runs.files import RunDirError, WriteError, part_dir
 
 ACCEPTED_DIR = "accepted"
 ACCEPTED_FIELDS = ("index", "train_loss", "gen_loss", "matrix")
-DRAW_INDEX = "the global draw index: draw i of a run is a pure function of (seed, i)"
-# What the columns of a factorization run's rows mean. Other tasks' columns get no
-# meaning but the index's, which holds for every rejection run.
-MEANINGS = {
-    "index": DRAW_INDEX,
-    "train_loss": "mean squared error on the train measurements (accepted: below eps)",
-    "gen_loss": "mean squared error on the test measurements (the generalization loss)",
-    "matrix": "the end-to-end matrix: the product of the network's layers (Frobenius-"
-              "normalized when the prior normalizes)",
-}
-# A splitting run's rows are its final particles below eps, not draws.
-SPLITTING_MEANINGS = {
-    **MEANINGS,
-    "index": "replicate * particles + slot: the particle's place among the final particles "
-             "of all replicates (not a draw index)",
-    "replicate": "the replicate (independent particle system) the particle belongs to",
-}
-# Names of the per-row axes of columns that have them (others: <name>_0, <name>_1, ...).
-ROW_DIMENSIONS = {"matrix": ("row", "col"), "bins": ("bin",)}
 
 
-def _ts_reason(err: Exception) -> str:
+def ts_reason(err: Exception) -> str:
     """tensorstore error text without the multi-kilobyte spec it appends."""
     return str(err).split(" [tensorstore_spec=")[0]
 
@@ -71,13 +49,21 @@ def _opened(futures, code, code_message, failure):
         except ValueError as e:
             if code in str(e):
                 raise RunDirError(code_message(name)) from None
-            raise RunDirError(f"{failure}: {_ts_reason(e)}") from None
+            raise RunDirError(f"{failure}: {ts_reason(e)}") from None
     return stores
 
 
-def _spec(run_dir, name: str) -> dict:
+def spec(run_dir, name: str, new=None) -> dict:
+    """The tensorstore spec of array ``name``; ``new``: ``(dtype, row shape, rows, chunk
+    rows)`` of one to create."""
     path = pathlib.Path(run_dir) / ACCEPTED_DIR / name
-    return {"driver": "zarr", "kvstore": {"driver": "file", "path": str(path)}}
+    where = {"driver": "zarr", "kvstore": {"driver": "file", "path": str(path)}}
+    if new is not None:
+        dtype, tail, rows, chunk_rows = new
+        where["metadata"] = {"shape": [rows, *tail], "chunks": [chunk_rows, *tail],
+                             "dtype": dtype,
+                             "compressor": None}  # random floats do not compress; skip the cost
+    return where
 
 
 class AcceptedWriter:
@@ -91,8 +77,11 @@ class AcceptedWriter:
 
     ``keep=None`` creates the arrays and refuses existing ones. ``keep=n``
     continues a run's arrays after their first ``n`` rows (the count of its
-    checkpoint): later rows, left by a killed process, are dropped, and arrays
-    that are missing while ``n`` is 0 are created.
+    checkpoint, of the draws below ``draws_stop``): every row the manifest covers is
+    checked first (RunDirError names a damaged chunk), later rows, left by a killed
+    process, are dropped, and arrays that are missing while ``n`` is 0 are created.
+    Each :meth:`flush` writes the manifest (:mod:`gcsampler.runs.manifest`) of the rows
+    on disk; :meth:`mark` says which draws they are.
 
     ``attrs`` (JSON-ready: eps, seed, sampler, method, ...) and ``meanings`` (a meaning
     per column; ``index``'s is required, default :data:`DRAW_INDEX`) describe the run in
@@ -100,7 +89,8 @@ class AcceptedWriter:
     """
 
     def __init__(self, run_dir, layout, chunk_rows: int = 4096, *, keep: int | None = None,
-                 attrs: dict | None = None, meanings: dict | None = None):
+                 draws_stop: int | None = None, attrs: dict | None = None,
+                 meanings: dict | None = None):
         tails = [tail for _, tail in layout.values()]
         if (next(iter(layout), None) != "index" or layout["index"] != ("<u8", ())
                 or chunk_rows < 1 or min((min(t) for t in tails if t), default=1) < 1):
@@ -114,64 +104,41 @@ class AcceptedWriter:
                 futures, "ALREADY_EXISTS",
                 lambda name: f"accepted arrays already exist in {run_dir}; choose another --out",
                 f"cannot create accepted arrays in {run_dir}")
-            keep = 0
+            keep, digests = 0, {name: [] for name in self.fields}
         else:
             self._stores = {name: self._reopen(name, *row, keep) for name, row in layout.items()}
-        self._describe(attrs or {}, meanings or {"index": DRAW_INDEX})
-        self._size = keep  # rows the on-disk arrays currently span
+            digests = self._checked_digests(keep)
+        accepted_metadata.describe(self.run_dir / ACCEPTED_DIR, self.layout, attrs or {},
+                                   meanings or {"index": accepted_metadata.DRAW_INDEX})
         self._written = keep  # rows durably written
         self._buf_start = keep // chunk_rows * chunk_rows  # chunk-aligned first row of the buffer
         self._buf = {name: [] for name in self.fields}
         self._buf_rows = 0
         self._last_index = None
+        self._digests = {name: list(d[:keep // chunk_rows]) for name, d in digests.items()}
+        self._draws_stop = draws_stop
+        self._manifest = None  # the manifest last written
         if keep:  # buffer the partial last chunk, so later writes rewrite it whole
             self._buf = {k: [v] for k, v in self._read(self._buf_start, keep).items()}
             self._buf_rows = keep - self._buf_start
             self._last_index = int(self._read(keep - 1, keep)["index"][0])
-
-    def _describe(self, attrs, meanings):
-        """Write the zarr group's metadata: ``.zgroup``, its ``.zattrs`` (``attrs``, the
-        version, the index convention, the columns, and their order as ``fields``, since
-        JSON objects have none) and each array's ``.zattrs``.
-
-        tensorstore writes only ``.zarray`` and the chunks, so these files stay as written.
-        """
-        root = self.run_dir / ACCEPTED_DIR
-        columns = {}
-        for name, (dtype, tail) in self.layout.items():
-            meaning = {"meaning": meanings[name]} if name in meanings else {}
-            columns[name] = {"dtype": np.dtype(dtype).name, "shape": list(tail), **meaning}
-            axes = ROW_DIMENSIONS.get(name, ())
-            if len(axes) != len(tail):  # a task's own column
-                axes = [f"{name}_{k}" for k in range(len(tail))]
-            write_json(root / name / ".zattrs", {"_ARRAY_DIMENSIONS": ["draw", *axes], **meaning})
-        write_json(root / ".zgroup", {"zarr_format": 2})
-        write_json(root / ".zattrs", {
-            **attrs, "gcsampler_version": __version__, "columns": columns,
-            "fields": list(self.fields),
-            "index_convention": f"{meanings['index']}; rows are in increasing index order"})
+        self._write_manifest()  # before the arrays lose rows it covered
+        self._size = self._cut(keep)  # rows the on-disk arrays currently span
 
     def _create(self, name, dtype, tail):
         """Future of a new, empty array."""
-        spec = _spec(self.run_dir, name)
-        spec["metadata"] = {
-            "shape": [0, *tail],
-            "chunks": [self.chunk_rows, *tail],
-            "dtype": dtype,
-            "compressor": None,  # random floats do not compress; skip the cost
-        }
-        return ts.open(spec, create=True)
+        return ts.open(spec(self.run_dir, name, (dtype, tail, 0, self.chunk_rows)), create=True)
 
     def _reopen(self, name, dtype, tail, keep):
         """Open one existing array and cut it to ``keep`` rows (create it if missing and
         ``keep`` is 0)."""
         path = self.run_dir / ACCEPTED_DIR / name
         try:
-            array = ts.open(_spec(self.run_dir, name), open=True).result()
+            array = ts.open(spec(self.run_dir, name), open=True).result()
         except ValueError as err:
             if "NOT_FOUND" in str(err) and keep == 0:
                 return self._wait([self._create(name, dtype, tail)])[0]
-            raise RunDirError(f"cannot open {path}: {_ts_reason(err)}") from None
+            raise RunDirError(f"cannot open {path}: {ts_reason(err)}") from None
         if (array.dtype.numpy_dtype != np.dtype(dtype) or tuple(array.shape[1:]) != tail
                 or tuple(array.chunk_layout.read_chunk.shape) != (self.chunk_rows, *tail)):
             raise RunDirError(f"{path} is not an accepted-draws array of this run (dtype "
@@ -179,11 +146,38 @@ class AcceptedWriter:
                               f"{array.chunk_layout.read_chunk.shape})")
         if array.shape[0] < keep:
             raise RunDirError(f"{path} holds {array.shape[0]} rows but the checkpoint counts "
-                              f"{keep}: the run directory is damaged")
-        if array.shape[0] > keep:
-            resize = array.resize(exclusive_max=[keep] + [None] * len(tail), shrink_only=True)
-            array = self._wait([resize])[0]
+                              f"{keep}: the run directory is damaged; "
+                              f"{manifest_lib.repair_hint(self.run_dir)}")
         return array
+
+    def _checked_digests(self, keep):
+        """The chunk checksums of the first ``keep`` rows: the manifest's, once every row
+        it covers is checked against it, or (a run made before manifests) computed from
+        the rows. RunDirError names a damaged chunk."""
+        group = self.run_dir / ACCEPTED_DIR
+        found = manifest_lib.read(self.run_dir, self.fields) if keep else None
+        if found is None:
+            full = keep // self.chunk_rows * self.chunk_rows
+            return {name: manifest_lib.digests(column, self.chunk_rows)
+                    for name, column in self._read(0, full).items()}
+        if found.rows < keep or found.chunk_rows != self.chunk_rows:
+            raise RunDirError(f"{self.run_dir / manifest_lib.FILE} covers {found.rows} rows in "
+                              f"chunks of {found.chunk_rows}, but the checkpoint counts {keep} "
+                              f"rows in chunks of {self.chunk_rows}: the run directory is damaged; "
+                              f"{manifest_lib.repair_hint(self.run_dir)}")
+        manifest_lib.refuse_damage(group, found, manifest_lib.read_checked(self._stores, found))
+        return found.digests
+
+    def _cut(self, keep):
+        """Cut the arrays to their first ``keep`` rows (rows after them, left by a killed
+        process, are dropped); returns ``keep``."""
+        resizes = [array.resize(exclusive_max=[keep] + [None] * (array.rank - 1),
+                                shrink_only=True)
+                   for array in self._stores.values() if array.shape[0] > keep]
+        if resizes:
+            self._stores.update(zip((n for n, a in self._stores.items() if a.shape[0] > keep),
+                                    self._wait(resizes)))
+        return keep
 
     def _read(self, start: int, stop: int) -> dict[str, np.ndarray]:
         """Rows ``start .. stop - 1`` of every array, from disk."""
@@ -198,7 +192,7 @@ class AcceptedWriter:
         except ValueError as err:
             error, verb = (RunDirError, "read") if reading else (WriteError, "write")
             raise error(f"cannot {verb} accepted draws in {self.run_dir}: "
-                        f"{_ts_reason(err)}") from None
+                        f"{ts_reason(err)}") from None
 
     @property
     def rows_written(self) -> int:
@@ -257,11 +251,17 @@ class AcceptedWriter:
         return block
 
     def _write(self, start: int, block: dict[str, np.ndarray]) -> None:
-        """Grow the arrays if needed, write ``block`` at row ``start``, wait for it."""
+        """Grow the arrays if needed, write ``block`` at (chunk-aligned) row ``start``, wait
+        for it; keep the checksums of its whole chunks."""
         stop = start + len(block["index"])
         self._grow(stop)
         self._wait([self._stores[k][start:stop].write(block[k]) for k in self.fields])
         self._written = max(self._written, stop)
+        first = start // self.chunk_rows
+        for name, digests in self._digests.items():
+            del digests[first:]
+            digests += manifest_lib.digests(block[name][:len(block[name]) // self.chunk_rows
+                                            * self.chunk_rows], self.chunk_rows)
 
     def _grow(self, stop: int) -> None:
         """Extend the arrays' shape to ``stop`` rows (their metadata only)."""
@@ -272,10 +272,31 @@ class AcceptedWriter:
         self._stores = dict(zip(self._stores, self._wait(resizes)))
         self._size = stop
 
+    def mark(self, draws_stop: int) -> None:
+        """Record that the rows appended so far are every accepted draw below
+        ``draws_stop`` (a rejection run's snapshot), for the next manifest."""
+        self._draws_stop = int(draws_stop)
+
     def flush(self) -> None:
-        """Write any buffered rows (a partial last chunk) and wait until they are on disk."""
+        """Write any buffered rows (a partial last chunk), wait until they are on disk,
+        then write the manifest that covers them."""
         if self._buf_start + self._buf_rows > self._written:
             self._write(self._buf_start, self._take_buffer())
+        self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        """Write the manifest of the rows durably written, unless it is unchanged."""
+        digests = {name: list(d) for name, d in self._digests.items()}
+        if self._written % self.chunk_rows:  # the partial last chunk, from the buffer
+            tail = self._take_buffer()
+            for name in self.fields:
+                digests[name].append(manifest_lib.chunk_digest(
+                    tail[name][:self._written - self._buf_start]))
+        manifest = manifest_lib.Manifest(self._written, self.chunk_rows, digests,
+                                         self._draws_stop)
+        if manifest != self._manifest:
+            manifest_lib.write(self.run_dir, manifest)
+            self._manifest = manifest
 
     def close(self) -> None:
         """Flush; the writer holds no other resources."""
@@ -299,18 +320,58 @@ def read_accepted(run_dir, processes: int = 1, fields=ACCEPTED_FIELDS) -> dict[s
     return {name: np.concatenate([part[name] for part in parts]) for name in fields}
 
 
-def _read_part(run_dir, fields) -> dict[str, np.ndarray]:
-    """The accepted rows of one process's directory."""
-    futures = {name: ts.open(_spec(run_dir, name), read=True) for name in fields}
+def check_part(part, fields) -> None:
+    """Check the rows of the part ``part`` (a run directory or a process's part) that its
+    manifest covers: RunDirError names the first damaged chunk. Rows after them (an
+    unfinished run's, to be dropped) are not checked."""
+    _read_part(part, fields, exact=False)
+
+
+def _read_part(run_dir, fields, exact=True) -> dict[str, np.ndarray]:
+    """The accepted rows of one process's directory, checked against its manifest (which,
+    if ``exact``, must cover all of them)."""
+    group = pathlib.Path(run_dir) / ACCEPTED_DIR
+    manifest = manifest_lib.read(run_dir, fields)
+    futures = {name: ts.open(spec(run_dir, name), read=True) for name in fields}
     stores = _opened(
         futures, "NOT_FOUND",
-        lambda name: f"no accepted draws in {run_dir} (missing {ACCEPTED_DIR}/{name})",
+        lambda name: f"no accepted draws in {run_dir} (missing {ACCEPTED_DIR}/{name}); "
+                     f"{manifest_lib.repair_hint(run_dir)}",
         f"cannot read accepted draws in {run_dir}")
+    if manifest is None:  # a run made before manifests: read as it is
+        return _read_unchecked(run_dir, stores)
+    for name, store in stores.items():
+        if store.shape[0] < manifest.rows or (exact and store.shape[0] > manifest.rows):
+            raise RunDirError(f"{group}/{name} holds {store.shape[0]:,} rows, its manifest "
+                              f"{manifest.rows:,}: the run is damaged; "
+                              f"{manifest_lib.repair_hint(run_dir)}")
+    arrays, damage = manifest_lib.read_checked(stores, manifest)
+    if damage:
+        index, damage = _index_of(run_dir, manifest, arrays, damage)
+        raise RunDirError(manifest_lib.describe_damage(group, manifest, damage, index))
+    return arrays
+
+
+def _index_of(run_dir, manifest, arrays, damage):
+    """The index rows (None: unreadable) and the damage with the index's, to name the
+    draws of damaged rows."""
+    if "index" in arrays:
+        return arrays["index"], damage
     try:
-        reads = [stores[name].read() for name in fields]
-        arrays = dict(zip(fields, (fut.result() for fut in reads)))
+        store = ts.open(spec(run_dir, "index"), read=True).result()
+        index, index_damage = manifest_lib.read_checked({"index": store}, manifest)
+    except ValueError:
+        return None, damage
+    return index["index"], damage + index_damage
+
+
+def _read_unchecked(run_dir, stores) -> dict[str, np.ndarray]:
+    """Every row of ``stores``, of equal lengths."""
+    try:
+        reads = [store.read() for store in stores.values()]
+        arrays = dict(zip(stores, (fut.result() for fut in reads)))
     except ValueError as err:
-        raise RunDirError(f"cannot read accepted draws in {run_dir}: {_ts_reason(err)}") from None
+        raise RunDirError(f"cannot read accepted draws in {run_dir}: {ts_reason(err)}") from None
     if len({len(a) for a in arrays.values()}) > 1:
         lengths = ", ".join(f"{name} {len(a)}" for name, a in arrays.items())
         raise RunDirError(f"accepted draws in {run_dir} are damaged: their arrays have "

@@ -141,8 +141,11 @@ def report(run_dir, eps=None):
                                 f"its results")
     lines = [tables.header(runner.setting_title(rec, run_dir), summary),
              METHODS[rec["method"]].table(summary)]
-    if rec["settings"].get("gd") and not finish.gd_ran(summary):
-        lines.append(f"GD has not run yet: {rec['resume']} runs it")
+    if rec["task"].get("kind") == "factorization":
+        lacks = finish.missing(summary, rec["settings"].get("gd"))
+        if lacks:
+            lines.append(f"not computed yet: {finish.in_words(lacks)}; {rec['resume']} adds "
+                         f"what is missing")
     lines += filter(None, [tables.gd_warning(summary)])
     if eps is not None:
         if not (math.isfinite(eps) and eps > 0):

@@ -11,13 +11,16 @@ partial last block, and a run extended to more samples draws that block again in
 Order of durability at a checkpoint:
 
 1. the accepted rows the snapshot counts (its first ``totals.rows`` rows) are
-   flushed to ``accepted/`` and fsynced (:meth:`gcsampler.runs.accepted.AcceptedWriter.flush`);
+   flushed to ``accepted/`` and fsynced, then the manifest with their checksums is
+   written (:meth:`gcsampler.runs.accepted.AcceptedWriter.flush`,
+   :mod:`gcsampler.runs.manifest`);
 2. only then is ``checkpoint.npz`` written atomically (temp file, fsync, rename,
    fsync of the directory).
 
 So whenever the process dies, the last checkpoint and the first ``totals.rows``
-rows agree. A resumed run keeps those rows, drops any later ones and draws from
-the snapshot's block on again (:mod:`gcsampler.runs.rejection_run`).
+rows agree, and the manifest covers them. A resumed run checks those rows against it,
+keeps them, drops any later ones and draws from the snapshot's block on again
+(:mod:`gcsampler.runs.rejection_run`).
 """
 
 import contextlib
@@ -118,14 +121,6 @@ def read(path, format_name, parse, again):
                                 f"{again} from the start") from None
 
 
-class Stopped(Exception):
-    """A run stopped on request, after writing its checkpoint (``checkpoint``)."""
-
-    def __init__(self, checkpoint):
-        super().__init__("stopped on request, at a checkpoint")
-        self.checkpoint = checkpoint
-
-
 class Interrupted(Exception):
     """A run stopped by SIGINT or SIGTERM (``signal``) at a checkpoint; the message says
     how to continue."""
@@ -137,8 +132,9 @@ class Interrupted(Exception):
 
 class Checkpointer:
     """A run's ``on_snapshot``: a checkpoint at most every ``every`` seconds (0: after
-    every snapshot), and one before stopping when ``stop_requested()`` says so (raising
-    :class:`Stopped`).
+    every snapshot), and one at each snapshot once ``stop_requested()``: the run's
+    driver, asked the same before, stops there (raising
+    :class:`~gcsampler.core.loop.Stopped`).
 
     ``write(checkpoint)`` makes a checkpoint durable (a rejection run flushes its
     accepted rows, then writes ``checkpoint.npz``). The latest snapshot is kept, so
@@ -155,11 +151,8 @@ class Checkpointer:
     def __call__(self, snapshot):
         now = time.monotonic()
         self._latest = Checkpoint(snapshot, snapshot.seconds)
-        stop = self.stop_requested()
-        if stop or now - self._saved_at >= self.every:
+        if self.stop_requested() or now - self._saved_at >= self.every:
             self.save()
-        if stop:
-            raise Stopped(self.last)
 
     def save(self):
         """Write the latest snapshot if it is newer than the last checkpoint."""
@@ -183,8 +176,9 @@ class StopRequest:
 @contextlib.contextmanager
 def stop_on_signal():
     """While a run works, SIGINT and SIGTERM (a scheduler's pre-emption) ask it to stop
-    at its next snapshot, once its checkpoint is written; a second signal stops at once.
-    Yields the :class:`StopRequest`."""
+    at its next snapshot, once its checkpoint is written (its driver launches no more
+    device work meanwhile); a second signal stops at once. Yields the
+    :class:`StopRequest`."""
     request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield request  # signal handlers can only be set from the main thread

@@ -32,10 +32,12 @@ from typing import NamedTuple
 import numpy as np
 
 from gcsampler.classify import baselines, data, networks
-from gcsampler.classify.task import check_bins, classify_task
+from gcsampler.classify.task import bytes_per_draw, check_bins, classify_task
+from gcsampler.core import devices as devices_lib
 from gcsampler.core import progress
 from gcsampler.runs import aggregate, distributed, files, record, rejection_run
 from gcsampler.runs.checkpoint import DEFAULT_EVERY
+from gcsampler.runs.config import check_loop_settings
 
 MODELS = ("mlp", "linear", "lenet")
 BASELINES = ("sgd", "adam", "random_search", "none")
@@ -125,6 +127,7 @@ class StudyConfig:
             check_bins(self.bins)
         except ValueError as err:
             raise ValueError(f"--{err}") from None
+        check_loop_settings(self.log2_block, self.devices)
         return self
 
     def network(self, dataset):
@@ -174,13 +177,17 @@ class Cell(NamedTuple):
 
 def make_cells(cfg):
     """Every cell of ``cfg``; raises ValueError (or ImportError for a missing optional
-    package) for settings no cell can run, before anything is written."""
+    package) for settings no cell can run (a --batch too large for the device's memory
+    included), before anything is written."""
     cfg.validate()
     found = []
     for n_train in cfg.n_train:
         for seed in range(cfg.seeds):
             dataset = data.make_dataset(cfg.task, n_train, seed)
-            found.append(Cell(n_train, seed, dataset, cfg.network(dataset)))
+            model = cfg.network(dataset)
+            devices_lib.check_batch(cfg.batch, cfg.samples, bytes_per_draw(model, dataset),
+                                    log2_block=cfg.log2_block, name="--batch")
+            found.append(Cell(n_train, seed, dataset, model))
     return found
 
 

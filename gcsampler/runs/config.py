@@ -66,7 +66,9 @@ class RunConfig:
     seed: int = _setting(0, "Run seed: draw i is a pure function of (seed, i).")
     batch: int | None = _setting(None, "Draws per device step ('auto': sized from device "
                                        "memory); rounded down to whole blocks, or, below one "
-                                       "block, evaluated in chunks of this many draws.")
+                                       "block, evaluated in chunks of this many draws. A "
+                                       "batch whose step would not fit in the device's memory "
+                                       "is refused.")
     devices: str = _setting("all", "Local devices to shard draws over: 'all' or a count.")
     log2_block: int = _setting(12, "Log2 of the block size, the unit of bitwise-reproducible "
                                    "statistics.")
@@ -109,7 +111,7 @@ class RunConfig:
             _positive_float(name, getattr(self, name))
         _int_range("problem_seed", self.problem_seed, 0, 2**32 - 1)
         check_seed(self.seed, "--seed")
-        _int_range("log2_block", self.log2_block, *LOG2_BLOCK_RANGE)
+        check_loop_settings(self.log2_block, self.devices)
         _int_range("samples", self.samples, 1, max_samples(self.log2_block))
         if self.batch is not None:
             _positive_int("batch", self.batch)
@@ -131,8 +133,6 @@ class RunConfig:
         if self.gd_steps % self.gd_log_every:
             raise ValueError(f"--gd_steps must be a multiple of --gd_log_every="
                              f"{self.gd_log_every}, got {self.gd_steps}")
-        if self.devices != "all" and not (str(self.devices).isdigit() and int(self.devices) >= 1):
-            raise ValueError(f"--devices must be 'all' or a positive integer, got {self.devices!r}")
         self._validate_splitting()
         METHODS.check(self.method)
         METHODS[self.method].validate(self)
@@ -200,6 +200,14 @@ def from_dict(values, python_pieces=()):
     """A validated config from a dict such as a run's ``config.json`` settings."""
     names = {f.name for f in dataclasses.fields(RunConfig)}
     return RunConfig(**{k: v for k, v in values.items() if k in names}).validate(python_pieces)
+
+
+def check_loop_settings(log2_block, devices):
+    """Raise ValueError naming --log2_block or --devices unless they are a block size the
+    draw loop takes and 'all' or a positive count (settings of classifier studies too)."""
+    _int_range("log2_block", log2_block, *LOG2_BLOCK_RANGE)
+    if devices != "all" and not (str(devices).isdigit() and int(devices) >= 1):
+        raise ValueError(f"--devices must be 'all' or a positive integer, got {devices!r}")
 
 
 def _choice(name, value, allowed):

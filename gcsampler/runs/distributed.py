@@ -5,10 +5,17 @@ Each process of a run draws its own contiguous range of blocks on its local devi
 directory; process 0 writes the shared files and combines the statistics, which
 are exact, so a run gives the same bits on any number of processes. Processes
 exchange only small messages: errors, so that all stop together, and totals.
+
+When the processes lose each other (they do not all join, one stops responding or ends
+alone), every process ends within ``--distributed_timeout`` seconds with one line on
+stderr and exit code 2 (:class:`~gcsampler.runs.watch.Watch`), keeping its checkpoints; JAX's runtime would
+abort them later, with a C++ stack trace.
 """
 
+import atexit
 import io
 import itertools
+import math
 import pathlib
 from typing import NamedTuple
 
@@ -16,7 +23,7 @@ import jax
 import numpy as np
 
 from gcsampler.core import totals as totals_lib
-from gcsampler.runs import files
+from gcsampler.runs import files, watch as watch_lib
 
 
 class Team(NamedTuple):
@@ -31,12 +38,23 @@ class Team(NamedTuple):
         return self.process == 0
 
 
-def initialize(coordinator_address, num_processes, process_id):
+# Seconds within which every process ends once the processes lose each other
+# (`--distributed_timeout`).
+TIMEOUT = 60.0
+# This process's watch while it is in a multi-process run (from initialize to leave).
+_watch = None
+
+
+def initialize(coordinator_address, num_processes, process_id, timeout=TIMEOUT, *,
+               command="gcsampler run", run_dir=None):
     """Join a run of ``num_processes`` processes (call before anything uses a device).
 
-    ``coordinator_address`` is ``host:port`` of process 0, where it listens.
-    Raises ValueError for arguments that cannot name a run.
+    ``coordinator_address`` is ``host:port`` of process 0, where it listens. Until
+    :func:`leave`, a process ends within ``timeout`` seconds once the processes lose each
+    other, with one line on stderr that starts with ``command`` and says how to continue
+    ``run_dir`` (:class:`~gcsampler.runs.watch.Watch`). Raises ValueError for arguments that cannot name a run.
     """
+    global _watch
     if not (isinstance(num_processes, int) and num_processes >= 1):
         raise ValueError(f"--num_processes must be a positive integer, got {num_processes!r}")
     if not (isinstance(process_id, int) and 0 <= process_id < num_processes):
@@ -46,8 +64,30 @@ def initialize(coordinator_address, num_processes, process_id):
     if not (host and port.isdigit() and 0 < int(port) < 65536):
         raise ValueError(f"--coordinator_address must be HOST:PORT of process 0, got "
                          f"{coordinator_address!r}")
-    jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=num_processes, process_id=process_id)
+    check_timeout(timeout)
+    watch = watch_lib.Watch(Team(process_id, num_processes), coordinator_address, timeout, command,
+                   run_dir)
+    backstop = math.ceil(2 * timeout)  # JAX's own limits: its failures abort, after the watch's
+    try:
+        with watch.waiting("join", watch.join_failed):
+            jax.distributed.initialize(coordinator_address=coordinator_address,
+                                       num_processes=num_processes, process_id=process_id,
+                                       initialization_timeout=backstop,
+                                       heartbeat_timeout_seconds=backstop,
+                                       shutdown_timeout_seconds=backstop)
+    except BaseException:
+        watch.close()
+        raise
+    watch.start(_client())
+    _watch = watch
+    atexit.register(_disconnect)  # runs before JAX's own exit handler, registered earlier
+
+
+def check_timeout(timeout):
+    """Raise ValueError unless ``timeout`` is a positive number of seconds."""
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"--distributed_timeout must be a positive number of seconds, got "
+                         f"{timeout!r}")
 
 
 def team():
@@ -57,7 +97,8 @@ def team():
 
 # Exchanges are numbered: every process makes the same ones in the same order.
 _EXCHANGES = itertools.count()
-# How long a process waits for the others' messages; they may still be drawing.
+# How long a process waits for the others' messages: they may still be drawing, so only
+# a process that stopped responding ends the wait (through the watch, within the timeout).
 WAIT_MS = 2**31 - 1  # about 24 days (the longest a timeout may be)
 
 
@@ -133,13 +174,37 @@ class RunFailed(files.RunDirError):
 
 
 def leave():
-    """End this process's part in a multi-process run (``jax.distributed.shutdown``, which
-    waits for every process); returns whether it leads (process 0), which goes on alone
-    with local work (references, GD). A single process just returns True."""
+    """End this process's part in a multi-process run, once every process gets here (however
+    long the others work first: process 0 may still run baselines); returns whether it leads
+    (process 0), which goes on alone with local work (references, GD). A single process just
+    returns True."""
     leader = team().leader
-    if jax.process_count() > 1:
-        jax.distributed.shutdown()
+    if _watch is not None:
+        agree()  # waits while the others' heartbeats go on, so that leaving takes no time
+    _disconnect()
     return leader
+
+
+def _disconnect():
+    """Stop watching and leave the distributed runtime, waiting for every process (at most
+    the timeout); nothing if this process is in no multi-process run (or left it)."""
+    global _watch
+    if _watch is None:
+        return
+    watch, _watch = _watch, None
+    watch.stop_beating()
+    with watch.waiting("leave", lambda: watch.stopping(
+            f"the processes did not all finish within {watch.timeout:g} s of each other")):
+        jax.distributed.shutdown()
+    watch.close()
+
+
+def fail(code):
+    """End this process now with exit code ``code`` if it is in a multi-process run, after
+    its one-line error: JAX's own exit would wait for every process (and then abort). The
+    others are told, and end too; a single process just returns."""
+    if _watch is not None:
+        _watch.end(code)
 
 
 def gather_totals(totals, seconds):

@@ -10,6 +10,7 @@ The accepted rows are :mod:`gcsampler.runs.accepted`'s.
 
 import contextlib
 import fcntl
+import itertools
 import json
 import math
 import os
@@ -37,12 +38,24 @@ def _os_reason(err: OSError) -> str:
 # --------------------------------------------------------------------------- dirs
 
 
-def default_run_name(tag: str) -> str:
-    """Name for a default run directory under runs/, e.g. ``20261123-071502-<tag>``.
+def new_default_run_dir(tag: str, parent="runs") -> pathlib.Path:
+    """Create a new, empty run directory ``parent/<time>-<tag>``, e.g.
+    ``runs/20261123-071502-<tag>``, and return its path.
 
-    Local time to the second, so names sort chronologically.
+    Local time to the second, so names sort chronologically; a run started in the same
+    second as another with that name gets ``-2`` (``-3``, ...) appended. mkdir is atomic,
+    so two runs never get one directory.
     """
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{tag}"
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{tag}"
+    for suffix in itertools.count(1):
+        path = pathlib.Path(parent) / (name if suffix == 1 else f"{name}-{suffix}")
+        try:
+            path.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise RunDirError(f"cannot create run directory {path}: {_os_reason(err)}") from None
+        return path
 
 
 def create_run_dir(path) -> pathlib.Path:
@@ -207,6 +220,12 @@ def read_json(path) -> Any:
 def save_arrays(path, /, **arrays) -> None:
     """Atomically write named numpy arrays to an uncompressed ``.npz`` file."""
     _atomic_write(path, lambda f: np.savez(f, **arrays), "wb")
+
+
+def write_bytes(path, write: Callable[[Any], None]) -> None:
+    """Atomically write a binary file by ``write(f)`` (f: the open file; e.g. a figure's
+    ``savefig``)."""
+    _atomic_write(path, write, "wb")
 
 
 def load_arrays(path) -> dict[str, np.ndarray]:

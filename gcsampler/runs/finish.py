@@ -4,7 +4,8 @@ One path for a single run and for a sweep's cells: :func:`finish` adds the minim
 nuclear- and Frobenius-norm interpolants' losses to each summary, runs GD for the runs
 that ask for it and do not have it yet (runs that share everything a GD program depends
 on but the problem and seed train together, vmapped), saves ``gd.npz`` and writes
-``summary.json``.
+``summary.json``. The summary's ``completed`` field records which of these parts it
+holds, so a run stopped between them knows exactly what it lacks (:func:`missing`).
 """
 
 import dataclasses
@@ -42,14 +43,49 @@ class Finished(NamedTuple):
     summary: dict
 
 
+# How the parts after G&C are named in messages.
+PART_WORDS = {"references": "the reference solutions' losses", "gd": "GD"}
+# The field that shows a part in a summary written before ``completed`` recorded it.
+_SHOWN_BY = {"references": "min_nuclear_gen_loss", "gd": "gd_gen_loss_runs"}
+
+
+def completed(summary):
+    """The parts after G&C (:data:`~gcsampler.runs.summary.PARTS`) that ``summary`` (None:
+    none yet) holds: as its ``completed`` field records them, or, until it does, as its
+    fields show them."""
+    if summary is None:
+        return ()
+    if summary.get("completed") is not None:
+        return tuple(summary["completed"])
+    return tuple(part for part in schema.PARTS if summary.get(_SHOWN_BY[part]) is not None)
+
+
+def missing(summary, gd):
+    """The parts after G&C a run asks for (GD only if ``gd``) and its ``summary`` lacks."""
+    return tuple(part for part in schema.PARTS
+                 if part not in completed(summary) and (part != "gd" or gd))
+
+
+def in_words(parts):
+    """'the reference solutions' losses and GD' for ``parts``."""
+    return " and ".join(PART_WORDS[part] for part in parts)
+
+
+def _complete_part(summary, part):
+    """Record in ``summary`` that it holds ``part`` (its fields are in it)."""
+    summary["completed"] = [p for p in schema.PARTS if p == part or p in completed(summary)]
+
+
 def gd_ran(summary):
     """Whether ``summary`` holds GD results."""
-    return summary is not None and summary.get("gd_gen_loss_runs") is not None
+    return "gd" in completed(summary)
 
 
 def carried(previous):
     """The GD fields a run extended to more draws keeps (it ran GD already)."""
-    return {k: previous[k] for k in GD_FIELDS if k in previous} if gd_ran(previous) else {}
+    if not gd_ran(previous):
+        return {}
+    return {**{k: previous[k] for k in GD_FIELDS if k in previous}, "completed": ["gd"]}
 
 
 def finish(runs, note, label=None, done=None):
@@ -61,6 +97,7 @@ def finish(runs, note, label=None, done=None):
     done = {} if done is None else done
     for run in runs:
         run.summary.update(interpolants.reference_losses(run.pieces.problem))
+        _complete_part(run.summary, "references")
     todo = [run for run in runs if run.cfg.gd and not gd_ran(run.summary)]
     fresh = [run for run in todo if _gd_key(run.cfg) not in done]
     groups = {}
@@ -106,6 +143,7 @@ def add_gd(summary, curves, seconds):
         **gd_verdict(curves.final_train_loss, summary["eps"]),
         "gd_seconds": seconds,
     })
+    _complete_part(summary, "gd")
 
 
 def gd_verdict(final_train_losses, eps):

@@ -29,6 +29,9 @@ class Method(NamedTuple):
       unfinished: ``(run_dir, record) -> str``: how far a stopped run got, and how to
         continue it (the record's ``resume`` command).
       table: ``summary -> str``: the end-of-run table.
+      redraws: whether its rows, statistics and checkpoints are those of draws, each a pure
+        function of (seed, index), so that damaged ones can be drawn again
+        (:mod:`gcsampler.runs.integrity`).
     """
 
     name: str
@@ -42,3 +45,4 @@ class Method(NamedTuple):
     rethreshold: Callable
     unfinished: Callable
     table: Callable
+    redraws: bool = False

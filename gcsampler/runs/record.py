@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from gcsampler._version import __version__
-from gcsampler.runs import files
+from gcsampler.runs import files, summary as schema
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
@@ -42,14 +42,22 @@ def read_config(run_dir):
     return record
 
 
-def read_summary(run_dir):
-    """``summary.json`` of a run directory, or None if it has none yet."""
+def read_summary(run_dir, checked=False):
+    """``summary.json`` of a run directory, or None if it has none yet; ``checked``: a
+    threshold task's, checked against the summary schema (RunDirError naming the first
+    damaged field and how to repair it)."""
     path = pathlib.Path(run_dir) / SUMMARY_FILE
     if not path.is_file():
         return None
     summary = files.read_json(path)
     if not (isinstance(summary, dict) and isinstance(summary.get("draws"), int)):
         raise files.RunDirError(f"{path} is not a gcsampler summary (no draws)")
+    if checked:
+        try:
+            schema.check(summary)
+        except ValueError as err:
+            raise files.RunDirError(f"{path} is damaged ({err}); move it away and "
+                                    f"`gcsampler run --resume {run_dir}` makes it again") from None
     return summary
 
 

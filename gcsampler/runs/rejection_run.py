@@ -29,7 +29,7 @@ from gcsampler.core import devices as devices_lib
 from gcsampler.core import loop, progress
 from gcsampler.factorization import samplers
 from gcsampler.factorization.task import factorization_task
-from gcsampler.runs import (accepted, checkpoint, distributed, files, record,
+from gcsampler.runs import (accepted, accepted_metadata, checkpoint, distributed, files, record,
                             summary as schema, tables)
 from gcsampler.runs.method import Method
 from gcsampler.threshold import statistics
@@ -134,6 +134,9 @@ def continue_task(task, run_dir, settings, config, *, stream, checkpoint_every, 
         raise _kept(err, resume_hint, last_checkpoint(task, run_dir, settings, team)) from None
     with claim:
         start = last_checkpoint(task, run_dir, settings, team)
+        if start and start.accepted:  # damaged rows are refused before anything is written
+            accepted.check_part(files.part_dir(run_dir, team.process, team.processes),
+                                tuple(task.row_layout))
         schedule = plan(task, settings, team)
 
         try:
@@ -175,12 +178,15 @@ def _draw(task, run_dir, settings, team, on_progress, checkpoint_every, resume_h
     checkpoint keeps.
     """
     part = files.part_dir(run_dir, team.process, team.processes)
+    block = 2**settings.log2_block
     saver = None
 
     def draw():
         nonlocal saver
+        blocks = blocks_of(settings, team)
+        kept_stop = (start.snapshot.block if start else blocks.start) * block
         try:
-            with accepted.AcceptedWriter(part, task.row_layout, keep=keep,
+            with accepted.AcceptedWriter(part, task.row_layout, keep=keep, draws_stop=kept_stop,
                                          **_accepted_metadata(task, settings, team)) as writer, \
                     checkpoint.stop_on_signal() as stop_requested:
 
@@ -188,19 +194,25 @@ def _draw(task, run_dir, settings, team, on_progress, checkpoint_every, resume_h
                     writer.flush()
                     checkpoint.save(part, last, settings.log2_block)
 
+                def on_snapshot(snapshot):  # the rows so far are the draws below its block
+                    writer.mark(snapshot.block * block)
+                    saver(snapshot)
+
                 saver = checkpoint.Checkpointer(write, checkpoint_every, start, stop_requested)
                 result = loop.guess_and_check(
                     task, samples=settings.samples, seed=settings.seed, batch=settings.batch,
                     devices=settings.device_count, log2_block=settings.log2_block,
-                    start=start.snapshot if start else None, blocks=blocks_of(settings, team),
-                    on_rows=writer.append, on_progress=on_progress, on_snapshot=saver)
+                    start=start.snapshot if start else None, blocks=blocks,
+                    on_rows=writer.append, on_progress=on_progress, on_snapshot=on_snapshot,
+                    stop=stop_requested)
+                writer.mark(share_of(settings, team).stop)
                 writer.flush()
                 saver.save()
         except files.WriteError as err:
             raise _kept(err, resume_hint, saver.last if saver else start) from None
-        except checkpoint.Stopped as stop:
+        except loop.Stopped:  # at a snapshot the saver wrote
             raise checkpoint.Interrupted(
-                f"stopped by a signal after {stop.checkpoint.draws:,} draws of "
+                f"stopped by a signal after {saver.last.draws:,} draws of "
                 f"{len(share_of(settings, team)):,}{_share_text(settings, team)}, with its "
                 f"checkpoint saved; continue with {resume_hint}", stop_requested.signal) from None
         return result
@@ -233,7 +245,7 @@ def _accepted_metadata(task, settings, team):
              "seed": settings.seed, "samples": settings.samples, "process": team.process,
              "processes": team.processes,
              **{name: describe[name] for name in ("eps", "sampler") if name in describe}}
-    meanings = accepted.MEANINGS if task.name == "factorization" else None
+    meanings = accepted_metadata.MEANINGS if task.name == "factorization" else None
     return {"attrs": attrs, "meanings": meanings}
 
 
@@ -304,22 +316,27 @@ def resume_command(run_dir):
     return f"`gcsampler run --resume {run_dir}`"
 
 
-def _task(cfg, pieces, sampler=None):
+def task_of(cfg, pieces, sampler=None):
+    """The factorization task of a run's settings and pieces (``sampler``: as resolved)."""
     return factorization_task(pieces.problem, pieces.model, pieces.prior, eps=cfg.eps,
                               sampler=sampler or cfg.sampler)
 
 
 def _check(cfg, pieces):
+    """ValueError for a sampler that is not exact for the pieces, or a step (of --batch
+    draws, or of one draw) that this machine's device memory cannot hold."""
     try:
         samplers.resolve(pieces.model, pieces.prior, cfg.sampler)
     except ValueError:
         allowed = samplers.applicable(pieces.model, pieces.prior)
         raise ValueError(f"--sampler={cfg.sampler} is not exact for this network and prior; "
                          f"use one of: auto, {', '.join(allowed)}") from None
+    devices_lib.check_batch(cfg.batch, cfg.samples, task_of(cfg, pieces).bytes_per_draw,
+                            log2_block=cfg.log2_block, name="--batch")
 
 
 def _start(cfg, pieces, run_dir, *, stream, checkpoint_every, display_=None):
-    task = _task(cfg, pieces)
+    task = task_of(cfg, pieces)
     on_progress = display_ or display(cfg, distributed.team(), stream)
     return run_task(task, run_dir, cfg, factorization_config(cfg, pieces, task, run_dir),
                     stream=stream, on_progress=on_progress, checkpoint_every=checkpoint_every,
@@ -328,7 +345,7 @@ def _start(cfg, pieces, run_dir, *, stream, checkpoint_every, display_=None):
 
 def _resume(resumption, pieces, *, stream, checkpoint_every):
     r = resumption
-    task = _task(r.cfg, pieces, r.record["task"]["sampler"])
+    task = task_of(r.cfg, pieces, r.record["task"]["sampler"])
     return continue_task(task, r.run_dir, r.cfg,
                          factorization_config(r.cfg, pieces, task, r.run_dir), stream=stream,
                          checkpoint_every=checkpoint_every, resume_hint=r.record["resume"],
@@ -354,4 +371,4 @@ METHOD = Method(
         run_dir, rec["task"]["eps"], record.processes(rec), eps),
     unfinished=lambda run_dir, rec: unfinished_message(
         run_dir, rec["settings"]["samples"], record.processes(rec), rec["resume"]),
-    table=tables.rejection_table)
+    table=tables.rejection_table, redraws=True)

@@ -3,8 +3,9 @@ stopped run; read a finished one.
 
 :func:`execute` starts a run, :func:`prepare_resume` and :func:`resume` continue one,
 :func:`load_run`, :func:`rethreshold` and :func:`regenerate` read one. G&C has finished
-when ``summary.json`` says so (:attr:`~gcsampler.runs.method.Method.finished`), and GD
-has run when the summary holds its results; ``--resume`` continues whichever has not.
+when ``summary.json`` says so (:attr:`~gcsampler.runs.method.Method.finished`), and the
+reference losses and GD are there when its ``completed`` field says so; ``--resume``
+continues whichever is missing.
 What a method does is its own (:data:`~gcsampler.runs.methods.METHODS`).
 """
 
@@ -82,12 +83,14 @@ class Resumption(NamedTuple):
             dataclasses.asdict(self.cfg), self.previous)
 
     @property
-    def gd_done(self):
-        return not self.cfg.gd or finish.gd_ran(self.previous)
+    def missing(self):
+        """What the run asks for after G&C and its summary lacks (of
+        :data:`gcsampler.runs.summary.PARTS`)."""
+        return finish.missing(self.previous, self.cfg.gd)
 
     @property
     def done(self):
-        return self.gnc_done and self.gd_done
+        return self.gnc_done and not self.missing
 
     @property
     def carried(self):
@@ -110,7 +113,7 @@ def prepare_resume(run_dir, given, objects=None):
     rec = record.read_config(run_dir)
     python = _python_pieces(rec)
     recorded = _record_config(rec, run_dir)
-    previous = record.read_summary(run_dir)
+    previous = record.read_summary(run_dir, checked=True)
     # A piece named again by a reference (or given as an object) is checked by its probes;
     # one named by another registered name is a changed setting like any other.
     by_probes = {n for n in pieces_lib.NAMED
@@ -159,7 +162,8 @@ def _refuse_changes(run_dir, given, changed, ran):
 
 def resume(resumption, pieces, stream=None, checkpoint_every=DEFAULT_EVERY):
     """Continue a run checked by :func:`prepare_resume`: G&C from its last checkpoint
-    unless it has finished, then GD if it has not run. Returns the summary dict.
+    unless it has finished, then the reference losses and GD where missing. Returns the
+    summary dict.
 
     Totals and accepted rows are bit-identical to those of a run made without a
     stop, with the same final ``samples``, on any batch and devices (splitting: on the
@@ -168,6 +172,8 @@ def resume(resumption, pieces, stream=None, checkpoint_every=DEFAULT_EVERY):
     stream = stream if stream is not None else sys.stderr
     r = resumption
     if r.gnc_done:
+        stream.write(f"gcsampler: {r.run_dir} has finished G&C; adding "
+                     f"{finish.in_words(r.missing)}\n")
         _record_settings(r)
         summary = {**r.previous, "run_dir": str(r.run_dir)}
     else:
@@ -195,7 +201,7 @@ def read_run(run_dir):
     except ValueError as err:
         raise files.RunDirError(f"{run_dir}/config.json: {err}") from None
     _check_settings(rec, run_dir)
-    summary = record.read_summary(run_dir)
+    summary = record.read_summary(run_dir, checked="eps" in rec["task"])
     finished = summary is not None and METHODS[rec["method"]].finished(rec["settings"], summary)
     return rec, finish.with_verdict(summary, run_dir) if finished else None
 
@@ -267,6 +273,20 @@ def rethreshold(run_dir, eps):
     if summary is None:
         raise files.RunDirError(unfinished_message(run_dir))
     return METHODS[rec["method"]].rethreshold(pathlib.Path(run_dir), rec, summary, eps)
+
+
+def rejection_task(run_dir):
+    """The task and loop settings of the factorization rejection run in ``run_dir``,
+    rebuilt from its ``config.json``: drawing them again gives its draws again (on any
+    batch and devices: all of this machine's where it has fewer than the run's)."""
+    rec = record.read_config(run_dir)
+    cfg = _record_config(rec, pathlib.Path(run_dir))
+    pieces = pieces_lib.build(cfg, _python_pieces(rec))
+    task = rejection_run.task_of(cfg, pieces, rec["task"]["sampler"])
+    settings = rejection_run.loop_settings(cfg)
+    if settings.devices != "all" and int(settings.devices) > len(jax.local_devices()):
+        settings = settings._replace(devices="all")  # another machine: devices do not matter
+    return task, settings
 
 
 def regenerate(run_dir, index, objects=None):

@@ -23,7 +23,7 @@ import pathlib
 import numpy as np
 
 from gcsampler.core.intervals import t_interval
-from gcsampler.runs import accepted, checkpoint, files
+from gcsampler.runs import accepted, accepted_metadata, checkpoint, files
 from gcsampler.splitting.base import LevelInfo, State
 from gcsampler.splitting.results import Snapshot, SplittingResult
 from gcsampler.threshold.statistics import float32_threshold
@@ -32,7 +32,7 @@ CURVE_FILE = "curve.csv"
 LEVELS_FILE = "levels.npz"
 PART_FILE = "replicates.npz"
 CHECKPOINT_FILE = "checkpoint.npz"
-CHECKPOINT_FORMAT = "gcsampler-splitting-checkpoint-1"
+CHECKPOINT_FORMAT = "gcsampler-splitting-checkpoint-2"
 LN10 = math.log(10)
 
 
@@ -51,7 +51,7 @@ def write_rows(result, run_dir, cfg, processes):
              "particles": result.particles, "replicates": cfg.replicates,
              "processes": processes}
     with accepted.AcceptedWriter(run_dir, accepted_layout(cfg.rows, cfg.cols), attrs=attrs,
-                                 meanings=accepted.SPLITTING_MEANINGS) as writer:
+                                 meanings=accepted_metadata.SPLITTING_MEANINGS) as writer:
         for r in range(result.replicates):
             replicate = result.first_replicate + r
             slots = np.flatnonzero(result.accepted[r])

@@ -20,6 +20,7 @@ import jax
 
 from gcsampler.factorization.splitting import multilevel_splitting, replicate_devices
 from gcsampler.core import progress
+from gcsampler.core.loop import Stopped
 from gcsampler.runs import (checkpoint, distributed, files, record, splitting_files,
                             summary as schema, tables)
 from gcsampler.runs.method import Method
@@ -122,12 +123,13 @@ def _run(cfg, pieces, run_dir, team, share, on_level, checkpoint_every, start=No
                     particles=cfg.particles, replicates=len(share), first_replicate=share.start,
                     seed=cfg.seed, move=cfg.move,
                     moves=cfg.move_count,
-                    devices=cfg.device_count, on_level=on_level, start=start, on_snapshot=saver)
+                    devices=cfg.device_count, on_level=on_level, start=start, on_snapshot=saver,
+                    stop=stop_requested)
         except files.WriteError as err:
             raise files.WriteError(f"{err}; continue with {resume_command(run_dir)}") from None
-        except checkpoint.Stopped as stop:
+        except Stopped:  # at a snapshot the saver wrote
             raise checkpoint.Interrupted(
-                f"stopped by a signal after level {stop.checkpoint.snapshot.level}, with its "
+                f"stopped by a signal after level {saver.last.snapshot.level}, with its "
                 f"checkpoint saved; continue with {resume_command(run_dir)}",
                 stop_requested.signal) from None
         splitting_files.write_rows(result, part, cfg, team.processes)

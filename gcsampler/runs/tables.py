@@ -121,9 +121,11 @@ def splitting_table(s):
                    f"{_fiber_moves(s['fiber_moves'])}{_rotations(s.get('rotation_moves'))}"),
         ("diagnostics", f"last correlation {fmt(s['final_correlation_max'], '.2f')}, "
                         f"{s['capped_moves']:,} capped moves, fewest ancestors at eps "
-                        f"{s['ancestors_min']:,} of {s['particles']:,}"),
+                        f"{s['ancestors_min']:,} of {s['particles']:,}, {s['nonfinite']:,} "
+                        f"non-finite prior draws"),
         ("throughput", f"{format_count(s['draws'])} loss evaluations, "
-                       f"{format_count(s['samples_per_second'])}/s ({s['seconds']:.1f} s)"),
+                       f"{format_count(s.get('samples_per_second') or 0)}/s "
+                       f"({s['seconds']:.1f} s)"),
         ("run directory", s.get("run_dir") or ""),
     ]
     if s.get("splitting_message"):

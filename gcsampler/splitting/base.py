@@ -97,6 +97,7 @@ class LevelInfo(NamedTuple):
     grid_count: jax.Array      # (E,) int32, starting particles with train < edge
     grid_gen_sum: jax.Array    # (E,) their gen-loss sum
     grid_gen_sumsq: jax.Array  # (E,)
+    nonfinite: jax.Array       # () int32, starting particles whose train loss is not finite
     moves: jax.Array           # () int32, sweeps of moves made at this level
     acceptance: jax.Array      # (K,) per move kernel, the fraction of its moves that moved
     proposals: jax.Array       # () int32, loss evaluations of all moves
@@ -186,7 +187,7 @@ def build_level(kernels, matrix, survival=DEFAULT_SURVIVAL):
             active=~state.done, final=final, level=level, log_p=log_p, killed=n - survivors,
             support_level=state.level, support_log_p=state.log_p,
             grid_count=grid[0], grid_gen_sum=grid[1], grid_gen_sumsq=grid[2],
-            moves=sweeps, acceptance=acceptance, proposals=proposals,
+            nonfinite=jnp.sum(~jnp.isfinite(state.train), dtype=jnp.int32), moves=sweeps, acceptance=acceptance, proposals=proposals,
             proposals_max=proposals_max, capped=capped, correlation=corr,
             ancestors=_distinct(jnp.where(after, ancestor, -1)),
             gen_mean=jnp.sum(jnp.where(after, gen, 0.0)) / jnp.maximum(jnp.sum(after), 1))

@@ -52,6 +52,7 @@ def summarize_splitting(result):
     levels = result.levels
     active = levels.active & ~levels.final
     moves = levels.moves[active]
+    correlations = levels.correlation[active & ~np.isnan(levels.correlation)]
     proposals = np.sum(levels.proposals[active], dtype=np.int64)
     evaluations_per_second = result.evaluations / result.seconds if result.seconds else 0.0
     summary = {
@@ -59,6 +60,7 @@ def summarize_splitting(result):
         "eps": result.eps,
         "draws": result.evaluations,
         "accepted": int(np.sum(result.accepted)),
+        "nonfinite": int(np.sum(levels.nonfinite, dtype=np.int64)),
         "acceptance_rate": math.exp(mean),
         "acceptance_ci95": [math.exp(lo), math.exp(hi)],
         "log10_p": mean / LN10,
@@ -82,8 +84,7 @@ def summarize_splitting(result):
         "proposals_per_move": float(proposals / max(np.sum(moves) * result.particles, 1)),
         "proposals_per_move_max": int(np.max(levels.proposals_max[active])) if moves.size else 0,
         "capped_moves": int(np.sum(levels.capped[active], dtype=np.int64)),
-        "final_correlation_max": float(np.nanmax(levels.correlation[active]))
-        if moves.size else math.nan,
+        "final_correlation_max": float(np.max(correlations)) if correlations.size else math.nan,
         "ancestors_min": int(np.min(levels.ancestors[levels.active & levels.final]))
         if np.any(levels.active & levels.final) else 0,
         "seconds": result.seconds,
@@ -94,7 +95,9 @@ def summarize_splitting(result):
         "rotation_moves": len(result.rotations),
         "converged": result.converged,
     }
-    summary["splitting_message"] = message(summary)
+    # a replicate whose prior draws all have a non-finite loss dies out at its first level
+    summary["splitting_message"] = message(
+        summary, int(np.sum(levels.nonfinite[0] == result.particles)))
     return summary
 
 
@@ -107,12 +110,18 @@ def _prior_gen(result):
     return float(np.sum(total) / np.sum(count)) if np.sum(count) else math.nan
 
 
-def message(summary):
-    """A warning for the summary, or '' when nothing looks wrong."""
+def message(summary, all_nonfinite):
+    """A warning for the summary, or '' when nothing looks wrong; ``all_nonfinite``
+    replicates had a non-finite loss at every prior draw."""
     notes = []
     if not summary["converged"]:
         notes.append("some replicates did not reach eps within the level cap")
-    if any(not math.isfinite(v) for v in summary["log10_p_replicates"]):
+    if all_nonfinite:
+        notes.append(f"every loss is NaN or inf in {all_nonfinite} of {summary['replicates']} "
+                     f"replicates (the problem's or the prior's scale overflows float32: "
+                     f"lower --gt_norm or the prior's scale)")
+    died = sum(v == -math.inf for v in summary["log10_p_replicates"])
+    if died > all_nonfinite:
         notes.append("a replicate died out (all particles tied at a level)")
     if summary["spread_flag"]:
         notes.append(f"the replicates' spread of log p is {summary['spread_ratio']:.2f}x the "

@@ -1,5 +1,5 @@
 """The command line end to end: a real run in a subprocess, read back from disk,
-report and regenerate, and one-line errors for bad input."""
+report and regenerate (the table of bad command lines is in test_bad_invocations.py)."""
 
 import csv
 import json
@@ -150,87 +150,6 @@ def test_existing_run_directory_is_not_overwritten(finished_run):
     assert proc.stderr.strip().count("\n") == 0 and "already exists" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert (run_dir / "summary.json").read_bytes() == before
-
-
-BAD_INVOCATIONS = [
-    (["run", "--width", "0"], "--width"),
-    (["run", "--width", "abc"], "--width"),
-    (["run", "--depth", "-1"], "--depth"),
-    (["run", "--rows", "0"], "--rows"),
-    (["run", "--eps", "0"], "--eps"),
-    (["run", "--eps", "nan"], "--eps"),
-    (["run", "--samples", "0"], "--samples"),
-    (["run", "--samples", "lots"], "--samples"),
-    (["run", "--samples", "1.5"], "--samples"),
-    (["run", "--batch", "-3"], "--batch"),
-    (["run", "--measurements", "25"], "--measurements"),
-    (["run", "--rank", "6"], "--rank"),
-    (["run", "--activation", "swish"], "--activation"),
-    (["run", "--prior", "cauchy"], "--prior"),
-    (["run", "--task", "regression"], "--task"),
-    (["run", "--devices", "0"], "--devices"),
-    (["run", "--devices", "99"], "--devices"),
-    (["run", "--devices", "some"], "--devices"),
-    (["run", "--seed", "-1"], "--seed"),
-    (["run", "--gd_steps", "150", "--gd_log_every", "100"], "--gd_steps"),
-    (["run", "--gd_momentum", "1.5"], "--gd_momentum"),
-    (["run", "--gd_optimizer", "lbfgs"], "--gd_optimizer"),
-    (["run", "--no_such_flag"], "no_such_flag"),
-    (["run", "--checkpoint_every", "-1"], "--checkpoint_every"),
-    (["run", "--checkpoint_every", "inf"], "--checkpoint_every"),
-    (["run", "--resume", "does/not/exist"], "not a gcsampler run directory"),
-    (["run", "--resume", "x", "--out", "y"], "--out cannot be combined with --resume"),
-    (["run", "--num_processes", "0", "--out", "x"], "--num_processes"),
-    (["run", "--process_id", "1"], "--process_id must be an integer in [0, 0]"),
-    (["run", "--num_processes", "2", "--process_id", "2", "--out", "x",
-      "--coordinator_address", "127.0.0.1:1234"], "--process_id"),
-    (["run", "--num_processes", "2", "--out", "x"], "--coordinator_address"),
-    (["run", "--num_processes", "2", "--out", "x", "--coordinator_address", "nohost"],
-     "--coordinator_address must be HOST:PORT"),
-    (["run", "--num_processes", "2", "--coordinator_address", "127.0.0.1:1234"],
-     "--out is required"),
-    (["sweep"], "--preset NAME"),
-    (["sweep", "--preset", "fig99-linear"], "--preset must be one of"),
-    (["sweep", "--vary", "colour=1,2"], "--vary must name a setting"),
-    (["sweep", "--vary", "seed=1,2"], "seeds come from --seeds"),
-    (["sweep", "--vary", "width=5,x"], "--vary width= takes integers"),
-    (["sweep", "--vary", "width"], "--vary width= needs a comma-separated list"),
-    (["sweep", "--vary", "depth=2,0"], "depth=0: --depth must be a positive integer"),
-    (["sweep", "--vary", "width=5", "--seeds", "0"], "--seeds"),
-    (["sweep", "--vary", "width=5", "--scale", "1.5"], "--scale"),
-    (["sweep", "--vary", "width=5", "--samples", "0"], "--samples"),
-    (["sweep", "--preset", "fig1-linear", "--eps", "-1"], "--eps"),
-    (["sweep", "--preset", "fig1-linear", "--devices", "99"], "--devices"),
-    (["sweep", "--preset", "fig1-linear", "--seed", "3"], "seed"),
-    (["plot", "does/not/exist"], "not a gcsampler sweep directory"),
-    (["plot", "x", "--y", "speed"], "--y"),
-    (["plot", "x", "--eps", "0"], "--eps"),
-    (["run", "--method", "annealing"], "--method"),
-    (["run", "--method", "splitting", "--moves", "0"], "--moves"),
-    (["run", "--method", "splitting", "--moves", "some"], "--moves"),
-    (["run", "--method", "splitting", "--particles", "2"], "--particles"),
-    (["run", "--method", "splitting", "--replicates", "0"], "--replicates"),
-    (["run", "--method", "splitting", "--move", "hmc"], "--move"),
-    (["run", "--method", "splitting", "--sampler", "direct"], "--sampler applies to"),
-    (["run", "--method", "splitting", "--replicates", "1", "--num_processes", "2", "--out", "x",
-      "--coordinator_address", "127.0.0.1:1234"], "--replicates must be at least --num_processes"),
-    (["plot", "x", "--y", "curves"], "--y"),
-    (["report"], "RUN"),
-    (["report", "does/not/exist"], "not a gcsampler run directory"),
-    (["regenerate", "does/not/exist"], "--index"),
-    ([], "COMMAND"),
-]
-
-
-@pytest.mark.parametrize("argv, named", BAD_INVOCATIONS)
-def test_bad_input_gives_one_line_and_exit_2(argv, named, capsys, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and named in err, err
-    assert list(tmp_path.iterdir()) == []  # nothing written
 
 
 def test_bad_flag_in_a_subprocess_has_no_traceback(tmp_path):

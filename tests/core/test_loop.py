@@ -666,7 +666,7 @@ def test_model_shape_must_match_problem(gaussian_prior):
 # -------------------------------------------------- j. snapshots: stopping and continuing
 
 
-SNAPSHOT_SAMPLES = 50 * BLOCK + 100     # 51 blocks; at one block per step, calls of 16 blocks
+SNAPSHOT_SAMPLES = 50 * BLOCK + 100     # 51 blocks; at one block per step, calls of 1 to 16
 EXTENDED_SAMPLES = 62 * BLOCK + 50
 
 
@@ -688,8 +688,11 @@ def snapshotted(run_collect, sensing_problem, linear_model, gaussian_prior):
 
 def test_snapshots_cover_whole_blocks(snapshotted):
     run, snapshots = snapshotted
-    # none after the last call: it ends in the partial block 50
-    assert [s.block for s in snapshots] == [16, 32, 48]
+    # one after every call (the first has one step) but the last: it ends in the partial
+    # block 50
+    blocks = [s.block for s in snapshots]
+    assert blocks[0] == 1 and blocks == sorted(set(blocks)) and blocks[-1] <= 50
+    assert all(b - a <= 16 for a, b in zip([0] + blocks, blocks))
     for snapshot in snapshots:        # each holds its own totals, of exactly its blocks
         assert snapshot.totals.drawn == snapshot.block * BLOCK
         assert snapshot.totals.accepted == int(np.sum(run.index < snapshot.block * BLOCK))
@@ -713,14 +716,16 @@ def test_resume_from_a_snapshot_is_bit_identical(snapshotted, run_collect, sensi
     extended = run_collect(sensing_problem, linear_model, gaussian_prior,
                            samples=EXTENDED_SAMPLES, batch=BLOCK, start=snapshots[-1], **kwargs)
     assert_same_totals(extended.totals, longer.totals)
-    assert np.array_equal(extended.index, longer.index[longer.index >= 48 * BLOCK])
+    assert np.array_equal(extended.index,
+                          longer.index[longer.index >= snapshots[-1].block * BLOCK])
 
 
 def test_resume_from_the_end_draws_nothing(snapshotted, sensing_problem, linear_model,
                                            gaussian_prior):
     _, snapshots = snapshotted
     result = task.guess_and_check(
-        sensing_problem, linear_model, gaussian_prior, eps=EPS, samples=48 * BLOCK, seed=SEED,
+        sensing_problem, linear_model, gaussian_prior, eps=EPS,
+        samples=snapshots[-1].block * BLOCK, seed=SEED,
         sampler="direct", log2_block=LOG2_BLOCK, batch=BLOCK, devices=1, start=snapshots[-1],
         on_rows=lambda *row: pytest.fail("no draw is left"))
     assert_same_totals(result.totals, snapshots[-1].totals)
@@ -728,12 +733,12 @@ def test_resume_from_the_end_draws_nothing(snapshotted, sensing_problem, linear_
 
 @pytest.mark.parametrize("change, message", [
     (dict(eps=0.2), "made with another eps"),
-    (dict(samples=16 * BLOCK - 1), "covers 4096 draws, more than samples=4095"),
-    (dict(block=15), "inconsistent: 4096 draws in blocks 0 to 15"),
+    (dict(samples=2 * BLOCK - 1), "covers 512 draws, more than samples=511"),
+    (dict(block=1), "inconsistent: 512 draws in blocks 0 to 1"),
 ])
 def test_start_must_fit_the_run(change, message, snapshotted, sensing_problem, linear_model,
                                 gaussian_prior):
-    snapshot = snapshotted[1][0]
+    snapshot = snapshotted[1][1]  # after the first two calls, of one step each: 2 blocks
     kwargs = dict(eps=EPS, samples=SNAPSHOT_SAMPLES, seed=SEED, sampler="direct",
                   log2_block=LOG2_BLOCK, batch=BLOCK, devices=1, start=snapshot)
     kwargs.update(change)
@@ -741,3 +746,41 @@ def test_start_must_fit_the_run(change, message, snapshotted, sensing_problem, l
         kwargs["start"] = snapshot._replace(block=kwargs.pop("block"))
     with pytest.raises(ValueError, match=message):
         task.guess_and_check(sensing_problem, linear_model, gaussian_prior, **kwargs)
+
+
+# ---------------------------------------------- k. calls of bounded length, prompt stops
+
+
+def test_calls_are_sized_to_about_a_second():
+    assert loop.CALL_SECONDS == 1.0
+    assert loop.next_steps(4, 2.0, 16) == 2           # calls of 2 s: half as many steps
+    assert loop.next_steps(1, 3.0, 16) == 1           # never fewer than one
+    assert loop.next_steps(1, 0.01, 16) == 2          # at most twice the last call's
+    assert loop.next_steps(8, 0.01, 16) == 16         # and at most the schedule's
+    assert loop.next_steps(3, 0.0, 16) == 6
+
+
+def test_a_stop_launches_no_further_call(snapshotted, sensing_problem, linear_model,
+                                         gaussian_prior, monkeypatch):
+    """Asked to stop while the first call is read, the loop launches no call after the
+    one already in flight and ends at its snapshot."""
+    fact = task.factorization_task(sensing_problem, linear_model, gaussian_prior, eps=EPS,
+                                   sampler="direct")
+    launched, compiled_call, requested = [], loop.compiled_call, []
+
+    def counting(task_, schedule, call_args):
+        compiled, seconds = compiled_call(task_, schedule, call_args)
+
+        def launch(*args):
+            launched.append(int(args[1]))
+            return compiled(*args)
+        return launch, seconds
+
+    monkeypatch.setattr(loop, "compiled_call", counting)
+    with pytest.raises(loop.Stopped) as stopped:
+        loop.guess_and_check(fact, samples=SNAPSHOT_SAMPLES, seed=SEED, log2_block=LOG2_BLOCK,
+                             batch=BLOCK, devices=1, stop=lambda: bool(requested),
+                             on_snapshot=lambda snapshot: requested.append(snapshot))
+    assert launched == [0, 1]                          # the first two calls, of one block
+    assert [s.block for s in requested] == [1, 2] and stopped.value.snapshot is requested[-1]
+    assert_same_totals(stopped.value.snapshot.totals, snapshotted[1][1].totals)

@@ -62,8 +62,15 @@ def test_create_run_dir_unwritable_location(tmp_path):
         files.create_run_dir(f / "run")
 
 
-def test_default_run_name():
-    assert re.fullmatch(r"\d{8}-\d{6}-gauss", files.default_run_name("gauss"))
+def test_default_run_dirs_are_new_and_sort_by_time(tmp_path, monkeypatch):
+    # Runs started in the same second get their own directories, in the order they started.
+    monkeypatch.setattr(files.time, "strftime", lambda fmt: "20261123-071502")
+    made = [files.new_default_run_dir("gauss", tmp_path / "runs") for _ in range(3)]
+    assert [path.name for path in made] == ["20261123-071502-gauss", "20261123-071502-gauss-2",
+                                            "20261123-071502-gauss-3"]
+    assert all(path.is_dir() and not any(path.iterdir()) for path in made)
+    monkeypatch.undo()
+    assert re.fullmatch(r"\d{8}-\d{6}-gauss", files.new_default_run_dir("gauss", tmp_path).name)
 
 
 # ---------------------------------------------------------------- small files
@@ -347,6 +354,9 @@ def test_read_accepted_refuses_arrays_of_different_lengths(tmp_path):
     accepted.AcceptedWriter(run, _layout(N_ROWS, N_COLS), chunk_rows=CHUNK, keep=13).close()
     index = {"driver": "zarr", "kvstore": {"driver": "file", "path": str(run / "accepted/index")}}
     ts.open(index).result().resize(exclusive_max=[12], shrink_only=True).result()
+    with pytest.raises(files.RunDirError, match=r"index holds 12 rows, its manifest 13"):
+        accepted.read_accepted(run)
+    (run / "manifest.json").unlink()  # as a run made before manifests
     with pytest.raises(files.RunDirError, match=r"different lengths \(index 12, train_loss 13"):
         accepted.read_accepted(run)
 

@@ -1,5 +1,6 @@
 """Multi-process runs through jax.distributed: two local CPU processes give the same bits as
-one process, are killed and resumed like one, and refuse what would move their shares.
+one process, are killed and resumed like one, refuse what would move their shares, and end
+within --distributed_timeout, each with one line, when they lose each other.
 
 Each process is a `gcsampler run` subprocess (JAX's distributed runtime is per process),
 joined through a coordinator on a free local port. The processes get different numbers
@@ -9,6 +10,7 @@ of local devices, which must not matter either.
 import io
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -57,11 +59,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_processes(args, pause=0.0):
-    """Two `gcsampler run` processes of one run, with 1 and 2 local CPU devices."""
+def start_processes(args, pause=0.0, processes=(0, 1)):
+    """`gcsampler run` processes of one two-process run (by default both), with 1 and 2 local
+    CPU devices."""
     port = free_port()
     procs = []
-    for process in range(2):
+    for process in processes:
         env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
                    JAX_NUM_CPU_DEVICES=str(process + 1), TEST_PAUSE=str(pause))
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
@@ -78,6 +81,26 @@ def finish(procs, timeout=240):
     for proc, (out, err) in zip(procs, outputs):
         assert proc.returncode == 0, err[-3000:]
     return outputs
+
+
+def checkpoint_times(run_dir):
+    """When each process of the two-process run in ``run_dir`` wrote its last checkpoint
+    (None: not yet)."""
+    parts = [files.part_dir(run_dir, p, 2) / checkpoint.FILE for p in range(2)]
+    return [path.stat().st_mtime_ns if path.exists() else None for path in parts]
+
+
+def wait_for_checkpoints(procs, run_dir, since=(None, None)):
+    """Wait until both processes of the run in ``run_dir`` have written a checkpoint after
+    ``since`` (their :func:`checkpoint_times`)."""
+    deadline = time.monotonic() + 180
+    while True:
+        times = checkpoint_times(run_dir)
+        if all(time_ is not None and time_ != before for time_, before in zip(times, since)):
+            return
+        assert all(proc.poll() is None for proc in procs), procs[0].communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "no checkpoints within 180 s"
+        time.sleep(0.01)
 
 
 def reference_run(tmp_path_factory, cfg):
@@ -148,12 +171,7 @@ def test_killed_processes_resume_to_the_bits_of_one(tmp_path, tmp_path_factory, 
     run_dir = tmp_path / "run"
     args = [*FLAGS, "--samples", str(LONG), "--checkpoint_every", "0"]
     procs = start_processes([*args, "--out", str(run_dir)], pause=0.1)
-    parts = [files.part_dir(run_dir, p, 2) / checkpoint.FILE for p in range(2)]
-    deadline = time.monotonic() + 180
-    while not all(path.exists() for path in parts):
-        assert all(proc.poll() is None for proc in procs), procs[0].communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "no checkpoints within 180 s"
-        time.sleep(0.01)
+    wait_for_checkpoints(procs, run_dir)
     for proc in procs:
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
@@ -167,6 +185,84 @@ def test_killed_processes_resume_to_the_bits_of_one(tmp_path, tmp_path_factory, 
         cli.main(["report", str(run_dir)])
     assert "on 2 processes (--num_processes 2)" in capsys.readouterr().err
     finish(start_processes(["--resume", str(run_dir), "--checkpoint_every", "0"]))
+    long_cfg = config.RunConfig(**{**vars(CFG), "samples": LONG})
+    assert_same_results(run_dir, reference_run(tmp_path_factory, long_cfg))
+
+
+# Processes that lose each other end within --distributed_timeout, each with one line.
+TIMEOUT = 5
+# A process may take this long to start (imports, on a busy machine) before it joins.
+STARTUP = 60
+# What a killed or stopped process leaves to the one that notices: its last device call.
+SLACK = 3
+
+
+def ended_with(proc, line, code=2):
+    """Wait for ``proc``; it ended with ``code`` and its last stderr line matches ``line`` (a
+    regular expression), the only such line, with no stack trace of JAX's runtime."""
+    _, err = proc.communicate(timeout=2 * TIMEOUT + STARTUP)
+    lines = err.strip().splitlines()
+    assert proc.returncode == code, err[-3000:]
+    assert re.fullmatch(line, lines[-1]), err[-3000:]
+    assert not any(re.fullmatch(line, earlier) for earlier in lines[:-1]), err[-3000:]
+    assert "Check failure" not in err and "Traceback" not in err, err[-3000:]
+    return lines
+
+
+ADVICE = (r"; start every process with the same --num_processes and --coordinator_address "
+          r"and its own --process_id \(or raise --distributed_timeout\)")
+
+
+@pytest.mark.parametrize("process, reason", [
+    (0, r"did not see every process join the run at 127\.0\.0\.1:\d+"),
+    (1, r"could not reach the coordinator \(process 0\) at 127\.0\.0\.1:\d+")])
+def test_a_process_alone_ends_within_the_timeout(tmp_path, process, reason):
+    started = time.monotonic()
+    [proc] = start_processes([*FLAGS, "--samples", "1000", "--out", str(tmp_path / "run"),
+                              "--distributed_timeout", str(TIMEOUT)], processes=(process,))
+    lines = ended_with(proc, rf"gcsampler run: process {process} of 2 {reason} within "
+                             rf"{TIMEOUT} s{ADVICE}")
+    assert len(lines) == 1 and time.monotonic() - started < TIMEOUT + STARTUP
+    assert not (tmp_path / "run").exists()
+
+
+def stopping(process, why, run_dir):
+    """The line of ``process`` when it stops because ``why`` (regular expressions)."""
+    return (rf"gcsampler run: process {process} of 2 stops: {why}; its checkpoints are kept: "
+            rf"continue the run with `gcsampler run --resume {re.escape(str(run_dir))} "
+            rf"--num_processes 2 --process_id P --coordinator_address 127\.0\.0\.1:\d+` on "
+            rf"every process P")
+
+
+def test_processes_that_lose_each_other_end_within_the_timeout(tmp_path, tmp_path_factory):
+    """A killed process ends the other within the timeout, one stopped by a signal at once;
+    the run then resumes to the bits of one process."""
+    run_dir = tmp_path / "run"
+    control = ["--checkpoint_every", "0", "--distributed_timeout", str(2 * TIMEOUT)]
+    procs = start_processes([*FLAGS, *control, "--samples", str(LONG), "--out", str(run_dir)],
+                            pause=0.1)
+    wait_for_checkpoints(procs, run_dir)
+    procs[1].send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    ended_with(procs[0], stopping(0, r"process 1 stopped responding \(killed, crashed or cut "
+                                     r"off: silent for [\d.]+ s\)", run_dir))
+    assert time.monotonic() - killed < 2 * TIMEOUT + SLACK
+    procs[1].communicate()
+    # Process 1 stopped by a signal (once drawing again): it says so, and process 0 (drawing,
+    # or done and waiting for it) ends at once.
+    killed_at = checkpoint_times(run_dir)[1]
+    procs = start_processes(["--resume", str(run_dir), *control], pause=0.1)
+    wait_for_checkpoints(procs, run_dir, since=(None, killed_at))
+    procs[1].send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    ended_with(procs[1], r"gcsampler run: stopped by a signal after .*; continue with "
+                         rf"`gcsampler run --resume {re.escape(str(run_dir))}`",
+               128 + signal.SIGTERM)
+    ended_with(procs[0], stopping(0, r"process 1 stopped \(its own output says why\)",
+                                  run_dir))
+    assert time.monotonic() - signalled < TIMEOUT + SLACK
+    assert not (run_dir / "summary.json").exists()
+    finish(start_processes(["--resume", str(run_dir), *control]))
     long_cfg = config.RunConfig(**{**vars(CFG), "samples": LONG})
     assert_same_results(run_dir, reference_run(tmp_path_factory, long_cfg))
 

@@ -43,6 +43,20 @@ def test_losses_figure(plots):
     assert outside(legend, ax)
 
 
+def test_losses_figure_without_finite_draws(plots, tmp_path):
+    """Every draw NaN or inf: an empty panel that says so, around eps, and it saves."""
+    edges = np.linspace(-8, 4, 121)
+    fig = plots.losses_figure({"hist_log10_train_gen": np.zeros((120, 120), np.int64),
+                               "hist_log10_edges": edges},
+                              summary(accepted=0, gnc_gen_loss_mean=None,
+                                      prior_gen_loss_mean=None, gd_gen_loss=None))
+    (ax,) = fig.axes  # no colour bar
+    assert [text.get_text() for text in ax.texts] == [
+        "no finite draws:\nevery draw's train or gen loss was NaN or inf"]
+    assert ax.get_xlim()[0] < math.log10(0.02) < ax.get_xlim()[1]
+    assert plots.save_figure(fig, tmp_path / "losses", (".png",))[0].stat().st_size > 0
+
+
 def test_titles_say_eps_and_the_draws():
     from gcsampler.plots import run_figures
 

@@ -116,11 +116,15 @@ def test_a_signalled_run_resumes_to_the_same_bits(sig, reference, tmp_path):
         time.sleep(0.01)
     time.sleep(0.5)
     proc.send_signal(sig)
+    signalled = time.monotonic()
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == (128 + sig if sig == signal.SIGTERM else -sig), err[-3000:]
-    if sig == signal.SIGTERM:  # one line: where it stopped and how to continue
+    if sig == signal.SIGTERM:  # at the next level boundary, saved; one line says so
+        assert time.monotonic() - signalled < 15   # a level here: well under a second
         last = err.strip().splitlines()[-1]
         assert "stopped by a signal after level" in last and "--resume" in last, last
+        level = int(last.split("after level ")[1].split(",")[0])
+        assert splitting_files.load_checkpoint(run_dir).level == level
     assert not (run_dir / "summary.json").exists()
     assert cli.main(["run", "--resume", str(run_dir), "--checkpoint_every", "0"]) == 0
     assert_same_splitting(run_dir, reference)

@@ -14,7 +14,7 @@ import pytest
 
 import gcsampler
 from gcsampler.classify import task as classify_task
-from gcsampler.runs import accepted, config, files, runner, splitting_files
+from gcsampler.runs import accepted, accepted_metadata, config, files, runner, splitting_files
 
 zarr = pytest.importorskip("zarr")
 xr = pytest.importorskip("xarray")
@@ -54,7 +54,7 @@ def test_zarr_opens_the_group_with_the_runs_attributes(run):
     fields = FIELDS[cfg.method]
     assert attrs["fields"] == list(fields) and set(attrs["columns"]) == set(fields)
     assert attrs["columns"]["matrix"] == {"dtype": "float32", "shape": [5, 5],
-                                          "meaning": accepted.MEANINGS["matrix"]}
+                                          "meaning": accepted_metadata.MEANINGS["matrix"]}
     assert attrs["columns"]["index"]["dtype"] == "uint64"
     assert all(column["meaning"] for column in attrs["columns"].values())
     rows = accepted.read_accepted(run_dir, fields=fields)
@@ -73,7 +73,7 @@ def test_xarray_opens_the_group_on_one_draw_dimension(run):
         assert set(ds.data_vars) == set(fields)
         assert dict(ds.sizes) == {"draw": summary["accepted"], "row": 5, "col": 5}
         assert ds["matrix"].dims == ("draw", "row", "col")
-        assert ds["train_loss"].attrs["meaning"] == accepted.MEANINGS["train_loss"]
+        assert ds["train_loss"].attrs["meaning"] == accepted_metadata.MEANINGS["train_loss"]
         assert ds.attrs["seed"] == cfg.seed
         for name in fields:
             assert ds[name].dtype == rows[name].dtype, name
@@ -83,8 +83,8 @@ def test_xarray_opens_the_group_on_one_draw_dimension(run):
 def test_the_index_convention_fits_the_method(run):
     run_dir, cfg, _ = run
     attrs = files.read_json(run_dir / "accepted" / ".zattrs")
-    index = {"rejection": accepted.DRAW_INDEX,
-             "splitting": accepted.SPLITTING_MEANINGS["index"]}[cfg.method]
+    index = {"rejection": accepted_metadata.DRAW_INDEX,
+             "splitting": accepted_metadata.SPLITTING_MEANINGS["index"]}[cfg.method]
     assert attrs["columns"]["index"]["meaning"] == index
     assert attrs["index_convention"].startswith(index)
     if cfg.method == "splitting":
@@ -127,5 +127,5 @@ def test_other_layouts_name_their_axes_and_give_dtypes_and_shapes(tmp_path):
         np.testing.assert_array_equal(ds["index"].values, np.arange(5) * 3)
         columns = ds.attrs["columns"]
     assert columns["bins"] == {"dtype": "uint8", "shape": [3]}
-    assert columns["index"]["meaning"] == accepted.DRAW_INDEX
+    assert columns["index"]["meaning"] == accepted_metadata.DRAW_INDEX
     assert "meaning" not in columns["test_accuracy"]

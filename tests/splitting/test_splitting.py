@@ -267,6 +267,7 @@ def test_log_p_is_exact_at_p_1e_minus_12():
     # converged, no replicate died out, particles below eps (the spread may be flagged:
     # 2 moves per level do not decorrelate the particles, see below)
     assert result.converged and np.all(np.isfinite(result.log_p)) and summary["accepted"] > 0
+    assert summary["nonfinite"] == 0 and summary["splitting_message"].count("tied") == 0
     assert np.all(result.final_train[result.accepted] < eps)
 
     # (a) the mean of all R replicates against the exact value. p-hat is unbiased, so
@@ -548,3 +549,18 @@ def test_bad_input_is_one_line_naming_the_argument(overrides, named):
         _run(**overrides)
     message = str(info.value)
     assert named in message and "\n" not in message, message
+
+
+# --- 8. losses that are not finite -------------------------------------------------------
+
+def test_nonfinite_losses_are_counted_and_named():
+    """Where every prior draw's loss overflows float32, each replicate dies out at its
+    first level: the summary counts the particles as non-finite and says so (the
+    particles are not "tied")."""
+    overflowing = problems.matrix_sensing(seed=0, gt_norm=1e30)
+    summary = estimates.summarize_splitting(_run(problem=overflowing, replicates=2,
+                                                 fiber=False))
+    assert summary["nonfinite"] == 2 * 16 and summary["accepted"] == 0
+    message = summary["splitting_message"]
+    assert "every loss is NaN or inf in 2 of 2 replicates" in message and "--gt_norm" in message
+    assert "tied" not in message
