@@ -50,10 +50,14 @@ def finish(process):
     return process
 
 
-def resume_until_done(run_dir, attempts=5):
-    """`--resume` until it succeeds; the last process."""
+def resume_until_done(run_dir, flags, attempts=5):
+    """`--resume` until it succeeds (the same command again if it was stopped before it
+    wrote config.json); the last process."""
     for _ in range(attempts):
-        done = gcsampler("run", "--resume", str(run_dir))
+        if (run_dir / "config.json").exists():
+            done = gcsampler("run", "--resume", str(run_dir))
+        else:
+            done = gcsampler("run", *flags, "--out", str(run_dir))
         if done.returncode == 0:
             return done
     raise AssertionError(f"resume failed: {done.err.strip()}")
@@ -79,13 +83,14 @@ def wait_for(path, process, timeout=600):
 def case_kill(out, reference, flags, delays):
     run_dir = out / f"kill-{'-'.join(f'{d:g}' for d in delays)}"
     for k, delay in enumerate(delays):
-        argv = ["run", *flags, "--out", str(run_dir)] if k == 0 else ["run", "--resume",
-                                                                         str(run_dir)]
+        again = k and (run_dir / "config.json").exists()
+        argv = ["run", "--resume", str(run_dir)] if again else ["run", *flags, "--out",
+                                                                 str(run_dir)]
         process = gcsampler(*argv, wait=False)
         time.sleep(delay)
         process.kill()
         finish(process)
-    resume_until_done(run_dir)
+    resume_until_done(run_dir, flags)
     return same(run_dir, reference)
 
 
@@ -99,10 +104,15 @@ def case_stop(out, reference, flags, delay):
     took = time.monotonic() - sent
     if process.returncode == 0:  # it finished before the signal
         return same(run_dir, reference) + f" (finished first, {took:.1f} s)"
-    if process.returncode != 128 + signal.SIGTERM or "stopped by a signal" not in process.err:
+    early = (process.returncode == -signal.SIGTERM
+             and not (run_dir / "checkpoint.npz").exists() and not (run_dir / "accepted").exists())
+    if not early and (process.returncode != 128 + signal.SIGTERM
+                      or "stopped by a signal" not in process.err):
         return f"rc {process.returncode}: {process.err.strip()[-200:]}"
-    resume_until_done(run_dir)
-    return same(run_dir, reference) or f"ok: exit {took:.1f} s after SIGTERM"
+    resume_until_done(run_dir, flags)
+    how = ("the signal came before drawing began (ended by it, nothing written), started again"
+           if early else f"stop line, exit {took:.1f} s after SIGTERM")
+    return same(run_dir, reference) or f"ok: {how}"
 
 
 def case_finish(out, reference, flags):
@@ -111,7 +121,7 @@ def case_finish(out, reference, flags):
     wait_for(run_dir / "summary.json", process)
     process.kill()
     finish(process)
-    done = resume_until_done(run_dir)
+    done = resume_until_done(run_dir, flags)
     summary = (run_dir / "summary.json").read_text()
     missing = [name for name in ("min_nuclear_gen_loss", "min_frobenius_gen_loss")
                if f'"{name}": null' in summary or f'"{name}"' not in summary]
@@ -165,7 +175,7 @@ def case_damaged_resume(out, reference, flags, delay):
     repaired = gcsampler("verify", str(run_dir), "--repair")
     if repaired.returncode != 0:
         return f"repair failed: {repaired.err.strip()[-200:]}"
-    resume_until_done(run_dir)
+    resume_until_done(run_dir, flags)
     return same(run_dir, reference)
 
 
@@ -179,7 +189,7 @@ def case_splitting(out, splitting_reference, flags):
         return "finished before the signal"
     if process.returncode != 128 + signal.SIGTERM or "stopped by a signal" not in process.err:
         return f"rc {process.returncode}: {process.err.strip()[-200:]}"
-    resume_until_done(run_dir)
+    resume_until_done(run_dir, flags)
     for name in ("curve.csv",):
         if (run_dir / name).read_bytes() != (splitting_reference / name).read_bytes():
             return f"{name} differs"

@@ -51,13 +51,26 @@ def curves_figure(curves, *, axis=None, summary=None, title=None, note=None, log
             value = summary.get(key)
             if value is not None and math.isfinite(value):
                 bottom.axhline(value, label=text, **style)
-    top.set_xscale("log")
-    top.invert_xaxis()
-    _y_scale(bottom, log_y)
+    if _drawable(curves):
+        top.set_xscale("log")
+        top.invert_xaxis()
+        _y_scale(bottom, log_y)
+    else:  # say so, rather than fail on log axes with nothing on them
+        top.text(0.5, 0.5, "no finite losses: every loss of the prior's draws was NaN or inf",
+                 transform=top.transAxes, ha="center", va="center")
+        for ax in (top, bottom):  # no scale: its numbers would mean nothing
+            ax.set_xticks([])
+            ax.set_yticks([])
     top.set_ylabel("log10 P(train loss < eps)")
     bottom.set_ylabel("G&C gen loss")
     bottom.set_xlabel("eps (train-loss threshold)")
     _titles(top, title or "multilevel splitting: volume and G&C gen loss", note or "")
-    if axis is not None or summary is not None:
+    if bottom.get_legend_handles_labels()[0]:
         bottom.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
     return fig
+
+
+def _drawable(curves):
+    """Whether any curve has a point a log axis can show (a finite, positive eps)."""
+    return any(np.any(np.isfinite(seed["eps"]) & (seed["eps"] > 0) & np.isfinite(seed["log10_p"]))
+               for seeds in curves.values() for seed in seeds)

@@ -65,7 +65,8 @@ class RunConfig:
                                         "(1e8).")
     seed: int = _setting(0, "Run seed: draw i is a pure function of (seed, i).")
     batch: int | None = _setting(None, "Draws per device step ('auto': sized from device "
-                                       "memory); rounded down to whole blocks, or, below one "
+                                       "memory, on a CPU at most 16,384 or one block); rounded "
+                                       "down to whole blocks, or, below one "
                                        "block, evaluated in chunks of this many draws. A "
                                        "batch whose step would not fit in the device's memory "
                                        "is refused.")

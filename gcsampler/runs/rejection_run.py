@@ -79,7 +79,7 @@ def _full_config(config, team, schedule):
     """``config.json``: ``config``, the processes, the schedule, the versions and hardware."""
     return {**config, "processes": team.processes,
             "resolved": {"batch": schedule.batch, "blocks_per_step": schedule.blocks,
-                         "draws_at_once": schedule.chunk, "steps_per_call": schedule.steps,
+                         "draws_at_once": schedule.chunk, "most_steps_per_call": schedule.steps,
                          "devices": len(schedule.devices), "block_size": schedule.block_size},
             **record.versions(schedule.devices)}
 

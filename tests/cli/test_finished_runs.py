@@ -151,8 +151,11 @@ def test_a_damaged_summary_is_one_line(damage, named, copy, capsys):
     for argv in (["report", copy], ["report", copy, "--plot"], ["run", "--resume", copy],
                  ["regenerate", copy, "--index", "5"], ["table", copy]):
         err = fails(capsys, *argv)
-        assert (f"{copy}/summary.json is damaged ({named}); `gcsampler verify {copy} --repair`"
-                in err), (argv, err)
+        assert (f"{copy}/summary.json is damaged ({named}); move it away and `gcsampler run "
+                f"--resume {copy}` makes it again" in err), (argv, err)
+    code, out, _ = gcsampler(capsys, "verify", copy)
+    assert code == 1 and f"summary.json is damaged ({named})" in out
+    assert "cannot repair" in fails(capsys, "verify", copy, "--repair")
     assert contents(copy) == before
 
 

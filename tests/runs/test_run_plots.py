@@ -3,6 +3,8 @@ made-up arrays: titles, the eps line, GD's fit verdict, legends outside the data
 
 import math
 
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -117,6 +119,18 @@ def test_curves_figure_of_a_run(plots, log_y, scale):
     assert bottom.get_yscale() == scale
     assert legend_texts(bottom.get_legend()) == ["prior (chance) gen loss", "GD gen loss"]
     assert outside(bottom.get_legend(), bottom)
+
+
+@pytest.mark.parametrize("eps", [[], [np.inf, 1.0]])
+def test_curves_figure_without_finite_losses_says_so(plots, tmp_path, eps):
+    """A splitting run whose every loss is NaN or inf has nothing a log axis can show."""
+    blank = np.full(len(eps), np.nan)
+    lost = {"eps": np.asarray(eps, float), "log10_p": blank, "log10_p_lo": blank,
+            "log10_p_hi": blank, "gen_loss": blank, "gen_loss_stderr": blank}
+    paths = plots.plot_curves({None: [lost]}, tmp_path / "curve")
+    assert all(pathlib.Path(path).stat().st_size for path in paths)
+    top = plots.curves_figure({None: [lost]}).axes[0]
+    assert "no finite losses" in top.texts[0].get_text()
 
 
 def test_curves_figure_of_a_sweep(plots):
