@@ -15,12 +15,19 @@ summary's numbers, every accepted row), or refuse with one line:
             with one line and changes nothing; repaired, it resumes to identical
   splitting SIGTERM of a splitting run: the stop line at a level boundary, then
             `--resume` identical to an uninterrupted splitting run
+  disk full on a small tmpfs (needs root to mount one; skipped otherwise): full while
+            drawing, full before the first checkpoint, filled as the final figure is
+            drawn, and a resume on a full disk: one line and exit 2 each, nothing on disk
+            changed by the refused resume; with room again, `--resume` ends identical
 
     PYTHONPATH=. python scripts/fault_injection.py --out /tmp/faults            # ~15 min
     PYTHONPATH=. python scripts/fault_injection.py --out /tmp/faults --samples 5e5  # quicker
+    PYTHONPATH=. python scripts/fault_injection.py --out /tmp/faults-disk --only disk
 """
 
 import argparse
+import contextlib
+import errno
 import os
 import pathlib
 import shutil
@@ -196,10 +203,111 @@ def case_splitting(out, splitting_reference, flags):
     return ""
 
 
+class NoMount(Exception):
+    """A tmpfs could not be mounted (mounting needs root)."""
+
+
+@contextlib.contextmanager
+def small_disk(path, size):
+    """A tmpfs of ``size`` (as mount spells it: 64k, 2m) mounted at ``path``, unmounted after."""
+    path.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                             capture_output=True, text=True)
+    if mounted.returncode:
+        raise NoMount(mounted.stderr.strip() or "mount failed")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def grow(path, size):
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(path)], check=True)
+
+
+def fill(path):
+    """Write zeros under ``path`` until the disk is full; the filler file."""
+    filler = path / "filler"
+    with open(filler, "wb") as handle:
+        try:
+            while True:
+                handle.write(bytes(1 << 16))
+                handle.flush()
+        except OSError as err:
+            if err.errno != errno.ENOSPC:
+                raise
+    return filler
+
+
+def refused_for_space(process):
+    """'' when ``process`` ended with exit 2 and one line about the full disk, else why not."""
+    lines = [line for line in process.err.replace("\r", "\n").splitlines() if line.strip()]
+    if (process.returncode != 2 or "Traceback" in process.err
+            or "No space left" not in lines[-1] or not lines[-1].startswith("gcsampler")):
+        return f"not one line: rc {process.returncode} {process.err.strip()[-200:]}"
+    return ""
+
+
+def case_disk_full(out, reference, flags, size):
+    """A run on a disk too small for it: one line; with room again, resumed to identical."""
+    with small_disk(out / f"disk-full-{size}", size) as disk:
+        run_dir = disk / "run"
+        stopped = gcsampler("run", *flags, "--out", str(run_dir))
+        why = refused_for_space(stopped)
+        if why:
+            return why
+        grow(disk, "64m")
+        resume_until_done(run_dir, flags)
+        return same(run_dir, reference) or f"ok: {stopped.err.strip().splitlines()[-1][:150]}"
+
+
+def case_disk_full_figure(out, reference, flags):
+    """The disk filled the moment summary.json appears (while the final figure is drawn)."""
+    with small_disk(out / "disk-full-figure", "64m") as disk:
+        run_dir = disk / "run"
+        process = gcsampler("run", *flags, "--out", str(run_dir), wait=False)
+        wait_for(run_dir / "summary.json", process)
+        filler = fill(disk)
+        finish(process)
+        if process.returncode == 0:
+            return "finished before the disk filled"
+        why = refused_for_space(process)
+        if why:
+            return why
+        filler.unlink()
+        resume_until_done(run_dir, flags)
+        if not (run_dir / "losses.png").exists():
+            return "the resume did not draw the figure"
+        return same(run_dir, reference) or f"ok: {process.err.strip().splitlines()[-1][:150]}"
+
+
+def case_resume_full_disk(out, reference, flags, delay):
+    """A killed run resumed on a full disk: refused, nothing changed; then resumed."""
+    with small_disk(out / "disk-full-resume", "64m") as disk:
+        run_dir = disk / "run"
+        process = gcsampler("run", *flags, "--out", str(run_dir), wait=False)
+        time.sleep(delay)
+        process.kill()
+        finish(process)
+        if not (run_dir / "checkpoint.npz").exists():
+            return "skipped: killed before the first checkpoint"
+        filler = fill(disk)
+        before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+        refused = gcsampler("run", "--resume", str(run_dir))
+        after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+        why = refused_for_space(refused)
+        if why or before != after:
+            return why or "the refused resume changed files"
+        filler.unlink()
+        resume_until_done(run_dir, flags)
+        return same(run_dir, reference) or f"ok: {refused.err.strip().splitlines()[-1][:150]}"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="new directory for the runs")
     parser.add_argument("--samples", default="2e6", help="draws per run")
+    parser.add_argument("--only", default="", help="run only the cases whose name has this")
     args = parser.parse_args()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True)
@@ -231,22 +339,34 @@ def main():
     cases.append(("damaged resume", lambda: case_damaged_resume(out, reference, flags,
                                                                 0.5 * seconds)))
     cases.append(("splitting stop", lambda: case_splitting(out, split_reference, split_flags)))
+    half = sum(p.stat().st_size for p in reference.rglob("*") if p.is_file()) // 2048
+    cases.append(("disk full drawing", lambda: case_disk_full(out, reference, flags,
+                                                              f"{half}k")))
+    cases.append(("disk full first", lambda: case_disk_full(out, reference, flags, "64k")))
+    cases.append(("disk full figure", lambda: case_disk_full_figure(out, reference, flags)))
+    cases.append(("disk full resume", lambda: case_resume_full_disk(out, reference, flags,
+                                                                    0.5 * seconds)))
     results = []
-    for name, case in cases:
+    for name, case in [(name, case) for name, case in cases if args.only in name]:
         began = time.monotonic()
         try:
             outcome = case()
+        except NoMount as err:
+            outcome = f"skipped: no tmpfs ({err})"[:200]
         except Exception as err:  # a case that breaks is a failed case
             outcome = f"error: {err}"[:200]
-        passed = not outcome or outcome.startswith("ok")
-        results.append((name, passed, outcome, time.monotonic() - began))
-        print(f"{name:22s} {'PASS' if passed else 'FAIL'}  {outcome}", flush=True)
+        verdict = ("SKIP" if outcome.startswith("skipped")
+                   else "PASS" if not outcome or outcome.startswith("ok") else "FAIL")
+        results.append((name, verdict, outcome, time.monotonic() - began))
+        print(f"{name:22s} {verdict}  {outcome}", flush=True)
     print(f"\nreference run: {seconds:.0f} s ({args.samples} draws); runs in {out}")
     print(f"{'case':22s} {'verdict':8s} {'s':>6s}  detail")
-    for name, passed, outcome, took in results:
-        print(f"{name:22s} {'PASS' if passed else 'FAIL':8s} {took:6.0f}  {outcome or 'identical'}")
-    failed = sum(not passed for _, passed, _, _ in results)
-    print(f"{len(results) - failed} of {len(results)} cases passed")
+    for name, verdict, outcome, took in results:
+        print(f"{name:22s} {verdict:8s} {took:6.0f}  {outcome or 'identical'}")
+    count = {v: sum(verdict == v for _, verdict, _, _ in results) for v in ("PASS", "FAIL", "SKIP")}
+    print(f"{count['PASS']} of {len(results)} cases passed, {count['FAIL']} failed, "
+          f"{count['SKIP']} skipped")
+    failed = count["FAIL"]
     return 1 if failed else 0
 
 

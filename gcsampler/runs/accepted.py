@@ -80,6 +80,8 @@ class AcceptedWriter:
     checkpoint, of the draws below ``draws_stop``): every row the manifest covers is
     checked first (RunDirError names a damaged chunk), later rows, left by a killed
     process, are dropped, and arrays that are missing while ``n`` is 0 are created.
+    ``checked`` is the manifest :func:`check_part` has just checked those rows against
+    (they are not read again).
     Each :meth:`flush` writes the manifest (:mod:`gcsampler.runs.manifest`) of the rows
     on disk; :meth:`mark` says which draws they are.
 
@@ -90,7 +92,7 @@ class AcceptedWriter:
 
     def __init__(self, run_dir, layout, chunk_rows: int = 4096, *, keep: int | None = None,
                  draws_stop: int | None = None, attrs: dict | None = None,
-                 meanings: dict | None = None):
+                 meanings: dict | None = None, checked=None):
         tails = [tail for _, tail in layout.values()]
         if (next(iter(layout), None) != "index" or layout["index"] != ("<u8", ())
                 or chunk_rows < 1 or min((min(t) for t in tails if t), default=1) < 1):
@@ -107,7 +109,7 @@ class AcceptedWriter:
             keep, digests = 0, {name: [] for name in self.fields}
         else:
             self._stores = {name: self._reopen(name, *row, keep) for name, row in layout.items()}
-            digests = self._checked_digests(keep)
+            digests = self._checked_digests(keep, checked)
         accepted_metadata.describe(self.run_dir / ACCEPTED_DIR, self.layout, attrs or {},
                                    meanings or {"index": accepted_metadata.DRAW_INDEX})
         self._written = keep  # rows durably written
@@ -150,12 +152,12 @@ class AcceptedWriter:
                               f"{manifest_lib.repair_hint(self.run_dir)}")
         return array
 
-    def _checked_digests(self, keep):
+    def _checked_digests(self, keep, checked):
         """The chunk checksums of the first ``keep`` rows: the manifest's, once every row
-        it covers is checked against it, or (a run made before manifests) computed from
-        the rows. RunDirError names a damaged chunk."""
+        it covers is checked against it (already, if it is ``checked``), or (a run made
+        before manifests) computed from the rows. RunDirError names a damaged chunk."""
         group = self.run_dir / ACCEPTED_DIR
-        found = manifest_lib.read(self.run_dir, self.fields) if keep else None
+        found = (checked or manifest_lib.read(self.run_dir, self.fields)) if keep else None
         if found is None:
             full = keep // self.chunk_rows * self.chunk_rows
             return {name: manifest_lib.digests(column, self.chunk_rows)
@@ -165,7 +167,9 @@ class AcceptedWriter:
                               f"chunks of {found.chunk_rows}, but the checkpoint counts {keep} "
                               f"rows in chunks of {self.chunk_rows}: the run directory is damaged; "
                               f"{manifest_lib.repair_hint(self.run_dir)}")
-        manifest_lib.refuse_damage(group, found, manifest_lib.read_checked(self._stores, found))
+        if checked is None:
+            manifest_lib.refuse_damage(group, found,
+                                       manifest_lib.read_checked(self._stores, found))
         return found.digests
 
     def _cut(self, keep):
@@ -320,16 +324,17 @@ def read_accepted(run_dir, processes: int = 1, fields=ACCEPTED_FIELDS) -> dict[s
     return {name: np.concatenate([part[name] for part in parts]) for name in fields}
 
 
-def check_part(part, fields) -> None:
+def check_part(part, fields):
     """Check the rows of the part ``part`` (a run directory or a process's part) that its
     manifest covers: RunDirError names the first damaged chunk. Rows after them (an
-    unfinished run's, to be dropped) are not checked."""
-    _read_part(part, fields, exact=False)
+    unfinished run's, to be dropped) are not checked. Returns the manifest checked against
+    (None: a run made before manifests), for :class:`AcceptedWriter` to reopen with."""
+    return _read_part(part, fields, exact=False, manifest_too=True)[1]
 
 
-def _read_part(run_dir, fields, exact=True) -> dict[str, np.ndarray]:
+def _read_part(run_dir, fields, exact=True, manifest_too=False):
     """The accepted rows of one process's directory, checked against its manifest (which,
-    if ``exact``, must cover all of them)."""
+    if ``exact``, must cover all of them); with the manifest if ``manifest_too``."""
     group = pathlib.Path(run_dir) / ACCEPTED_DIR
     manifest = manifest_lib.read(run_dir, fields)
     futures = {name: ts.open(spec(run_dir, name), read=True) for name in fields}
@@ -339,7 +344,8 @@ def _read_part(run_dir, fields, exact=True) -> dict[str, np.ndarray]:
                      f"{manifest_lib.repair_hint(run_dir)}",
         f"cannot read accepted draws in {run_dir}")
     if manifest is None:  # a run made before manifests: read as it is
-        return _read_unchecked(run_dir, stores)
+        arrays = _read_unchecked(run_dir, stores)
+        return (arrays, None) if manifest_too else arrays
     for name, store in stores.items():
         if store.shape[0] < manifest.rows or (exact and store.shape[0] > manifest.rows):
             raise RunDirError(f"{group}/{name} holds {store.shape[0]:,} rows, its manifest "
@@ -349,7 +355,7 @@ def _read_part(run_dir, fields, exact=True) -> dict[str, np.ndarray]:
     if damage:
         index, damage = _index_of(run_dir, manifest, arrays, damage)
         raise RunDirError(manifest_lib.describe_damage(group, manifest, damage, index))
-    return arrays
+    return (arrays, manifest) if manifest_too else arrays
 
 
 def _index_of(run_dir, manifest, arrays, damage):

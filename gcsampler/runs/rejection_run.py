@@ -134,9 +134,10 @@ def continue_task(task, run_dir, settings, config, *, stream, checkpoint_every, 
         raise _kept(err, resume_hint, last_checkpoint(task, run_dir, settings, team)) from None
     with claim:
         start = last_checkpoint(task, run_dir, settings, team)
+        checked = None
         if start and start.accepted:  # damaged rows are refused before anything is written
-            accepted.check_part(files.part_dir(run_dir, team.process, team.processes),
-                                tuple(task.row_layout))
+            checked = accepted.check_part(files.part_dir(run_dir, team.process, team.processes),
+                                          tuple(task.row_layout))
         schedule = plan(task, settings, team)
 
         try:
@@ -156,7 +157,7 @@ def continue_task(task, run_dir, settings, config, *, stream, checkpoint_every, 
         return _draw(task, run_dir, settings, team,
                      display(settings, team, stream, done_before=done_before), checkpoint_every,
                      resume_hint, finalize, start=start, keep=start.accepted if start else 0,
-                     carried=carried)
+                     checked=checked, carried=carried)
 
 
 def last_checkpoint(task, run_dir, settings, team):
@@ -167,13 +168,14 @@ def last_checkpoint(task, run_dir, settings, team):
 
 
 def _draw(task, run_dir, settings, team, on_progress, checkpoint_every, resume_hint, finalize,
-          start=None, keep=None, carried=None):
+          start=None, keep=None, checked=None, carried=None):
     """G&C of this process's draws into ``run_dir`` from the checkpoint ``start`` (None:
     its first draw); writes checkpoints, then (process 0) the statistics of every
     process combined and the summary (with the ``carried`` fields).
 
     ``keep`` is None for a new run (the accepted arrays are created) and the rows to
-    keep of the existing arrays for a resumed one. A failure to write (full disk,
+    keep of the existing arrays for a resumed one (``checked``: the manifest they were
+    checked against, see :func:`accepted.check_part`). A failure to write (full disk,
     read-only location) is a one-line WriteError that says what the last
     checkpoint keeps.
     """
@@ -187,6 +189,7 @@ def _draw(task, run_dir, settings, team, on_progress, checkpoint_every, resume_h
         kept_stop = (start.snapshot.block if start else blocks.start) * block
         try:
             with accepted.AcceptedWriter(part, task.row_layout, keep=keep, draws_stop=kept_stop,
+                                         checked=checked,
                                          **_accepted_metadata(task, settings, team)) as writer, \
                     checkpoint.stop_on_signal() as stop_requested:
 

@@ -12,6 +12,7 @@ import pytest
 from gcsampler import cli
 from gcsampler.runs import files, finish, runner
 
+from cli_calls import cli_run
 from read_only import read_only
 
 RUN = ["--width", "5", "--depth", "2", "--eps", "0.1", "--samples", "2e4", "--log2_block", "10",
@@ -24,12 +25,8 @@ DERIVED_FIELDS = ("min_nuclear_gen_loss", "min_nuclear_train_loss", "min_frobeni
 
 def gcsampler(capsys, *argv):
     """``gcsampler ARGV`` in this process: (exit code, stdout, stderr)."""
-    try:
-        code = cli.main([str(arg) for arg in argv])
-    except SystemExit as exit_info:
-        code = exit_info.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    code, captured = cli_run(argv, capsys)
+    return code, captured.out, captured.err
 
 
 def fails(capsys, *argv):

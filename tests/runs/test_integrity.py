@@ -13,8 +13,9 @@ import shutil
 import numpy as np
 import pytest
 
-from gcsampler import cli
 from gcsampler.runs import accepted, config, files, integrity, manifest, runner
+
+from cli_calls import cli_run
 
 CFG = config.RunConfig(eps=0.1, samples=100_000, log2_block=8, batch=256, devices="1",
                        gd=False, seed=3)
@@ -40,15 +41,6 @@ def stored_bytes(run_dir):
     group = pathlib.Path(run_dir) / "accepted"
     return {str(p.relative_to(group)): p.read_bytes() for p in sorted(group.rglob("*"))
             if p.is_file()}
-
-
-def cli_run(argv, capsys):
-    """Exit code and captured output of ``gcsampler ARGV``."""
-    try:
-        code = cli.main(argv)
-    except SystemExit as stop:
-        code = stop.code
-    return code, capsys.readouterr()
 
 
 def test_the_manifest_covers_every_row_and_a_finished_run_is_intact(original, capsys):

@@ -11,6 +11,7 @@ import io
 import os
 import pathlib
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,8 +26,9 @@ from gcsampler import cli
 from gcsampler.core import devices, totals as totals_lib
 from gcsampler.factorization import task
 from gcsampler.runs import (accepted, checkpoint, config, distributed, files, runner,
-                            splitting_files, splitting_run)
+                            integrity, splitting_files, splitting_run)
 
+from cli_calls import cli_run
 from same_results import NOT_RESULTS, assert_same_results
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -142,10 +144,16 @@ def test_shares_combined_equal_one_process(sensing_problem, linear_model, gaussi
         run(range(5, 13))
 
 
-def test_two_processes_give_the_bits_of_one(tmp_path, tmp_path_factory, capsys):
-    run_dir = tmp_path / "run"
-    outputs = finish(start_processes([*FLAGS, "--samples", str(CFG.samples), "--out",
-                                      str(run_dir)]))
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    """A finished two-process run of CFG (not to be changed) and its processes' output."""
+    run_dir = tmp_path_factory.mktemp("two_processes") / "run"
+    return run_dir, finish(start_processes([*FLAGS, "--samples", str(CFG.samples), "--out",
+                                            str(run_dir)]))
+
+
+def test_two_processes_give_the_bits_of_one(two_processes, tmp_path_factory, capsys):
+    run_dir, outputs = two_processes
     assert_same_results(run_dir, reference_run(tmp_path_factory, CFG))
     # each process wrote its own share of the rows, in its own directory
     for process, share in enumerate([range(0, 20 * BLOCK), range(20 * BLOCK, CFG.samples)]):
@@ -165,6 +173,49 @@ def test_two_processes_give_the_bits_of_one(tmp_path, tmp_path_factory, capsys):
         assert proc.returncode == 2 and len(err.strip().splitlines()) == 1, err
         assert "keeps its --samples" in err
     assert sorted((p, p.stat().st_mtime_ns) for p in run_dir.rglob("*")) == before
+
+
+
+def run_files(run_dir):
+    """Every file of a run, by path (the parts' locks aside)."""
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*"))
+            if p.is_file() and p.name != files.LOCK_FILE}
+
+
+def test_damage_to_both_parts_is_found_and_repaired_exactly(two_processes, tmp_path, capsys):
+    """Process 0's index chunk deleted, process 1's train_loss chunk altered: verify names
+    both, readers refuse, and --repair redraws each from its process's share of the draws."""
+    clean, run_dir = two_processes[0], tmp_path / "run"
+    shutil.copytree(clean, run_dir)
+    parts = [files.part_dir(run_dir, p, 2) / accepted.ACCEPTED_DIR for p in range(2)]
+    (parts[0] / "index" / "0").unlink()
+    chunk = parts[1] / "train_loss" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[10] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    code, out = cli_run(["verify", str(run_dir)], capsys)
+    assert code == 1, out
+    lines = out.out.splitlines()
+    damaged = [i for i, line in enumerate(lines) if "DAMAGED" in line]
+    assert [lines[i].split(":")[0] for i in damaged[:2]] == ["process-0", "process-1"], out.out
+    assert lines[damaged[0] + 1].startswith("  accepted/index: rows 0 to ")
+    assert lines[damaged[1] + 1].startswith("  accepted/train_loss: rows 0 to ")
+    assert lines[-1] == f"{run_dir}: DAMAGED"
+    code, out = cli_run(["report", str(run_dir), "--eps", "0.05"], capsys)  # reads the losses
+    assert code == 2 and out.err.count("\n") == 1, out.err
+    assert f"{parts[1]}/train_loss rows 0 to " in out.err and "--repair" in out.err
+    with pytest.raises(files.RunDirError, match=f"{re.escape(str(parts[0]))}/index rows 0 to "):
+        accepted.read_accepted(run_dir, 2)
+    code, out = cli_run(["verify", str(run_dir), "--repair"], capsys)
+    assert code == 0, out
+    assert out.err.count("redrawing draws") == 2, out.err
+    for process, share in enumerate([range(0, 20 * BLOCK), range(20 * BLOCK, CFG.samples)]):
+        assert (f"redrawing draws {share.start:,} to {share.stop - 1:,} of "
+                f"{files.part_dir(run_dir, process, 2)} (rows 0 to ") in out.err, out.err
+    assert run_files(run_dir) == run_files(clean)
+    code, out = cli_run(["verify", str(run_dir)], capsys)
+    assert code == 0 and out.out.strip().endswith(f"{run_dir}: intact"), out
+    assert integrity.verify(run_dir).intact
 
 
 def test_killed_processes_resume_to_the_bits_of_one(tmp_path, tmp_path_factory, capsys):
