@@ -106,22 +106,23 @@ def fit_counts(rows, axis, verdict):
     return counts
 
 
-def _cell(band):
+def _cell(band, series):
     if band.n == 0:
-        return "missing"
+        return series.empty or "missing"
     return f"{band.median:.4g} [{band.q25:.4g}, {band.q75:.4g}] n={band.n}"
 
 
 def median_table(rows, axis, quantity):
     """Plain-text table of ``QUANTITIES[quantity]``: one line per axis value, one column per series.
 
-    A cell is ``median [q25, q75] n=k`` (4 significant digits), or ``missing`` when no seed
-    gave a finite value.
+    A cell is ``median [q25, q75] n=k`` (4 significant digits), or, when no seed gave a
+    finite value, why (the series' ``empty``, such as 'no draw accepted') or ``missing``.
     """
     spec = QUANTITIES[quantity]
     bands = [median_iqr(rows, axis, series.column) for series in spec.series]
     columns = [[axis, *(str(band.value) for band in bands[0])]]
-    columns += [[series.label, *map(_cell, cells)] for series, cells in zip(spec.series, bands)]
+    columns += [[series.label, *(_cell(band, series) for band in cells)]
+                for series, cells in zip(spec.series, bands)]
     widths = [max(map(len, column)) for column in columns]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
              for line in zip(*columns)]

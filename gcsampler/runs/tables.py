@@ -41,20 +41,32 @@ def _gd_rows(s):
 
 
 def _gd_fit(s):
-    """', fit: below eps' or ', DID NOT FIT in 3 of 4 runs' ('' if unknown)."""
+    """', fit: below eps' or ', DID NOT FIT in 3 of 4 runs (DIVERGED in 2)' ('' if
+    unknown)."""
     if s.get("gd_fitted") is None:
         return ""
     if s["gd_fitted"]:
         return ", fit: below eps"
     runs = len(s["gd_gen_loss_runs"])
     unfit = runs - round(s["gd_fitted_fraction"] * runs)
-    return f", DID NOT FIT in {unfit} of {runs} runs"
+    diverged = _diverged(s)
+    return f", DID NOT FIT in {unfit} of {runs} runs" + (f" (DIVERGED in {diverged})"
+                                                         if diverged else "")
+
+
+def _diverged(s):
+    """GD runs whose final train loss is NaN or inf (null in the summary)."""
+    return sum(not _finite(loss) for loss in s.get("gd_train_loss_runs") or ())
 
 
 def gd_warning(s, flags="--gd_steps, --gd_lr or --gd_init_scale"):
     """A one-line warning when GD did not fit the train data, else None."""
     if s.get("gd_fitted") is not False:
         return None
+    if _diverged(s):
+        return (f"warning: GD diverged (its loss became NaN or inf in {_diverged(s)} of "
+                f"{len(s['gd_train_loss_runs'])} runs), so it gives no baseline: lower --gd_lr "
+                f"or --gd_init_scale")
     return (f"warning: GD did not fit (final train loss at or above eps {s['eps']:g} in some "
             f"runs), so its gen loss is not GD's solution but an unfinished run's: change "
             f"{flags}")

@@ -29,9 +29,11 @@ def float32_threshold(eps):
     That is ``eps`` rounded up to float32: rounding to nearest could round down
     and reject a loss equal to the rounded value although it is below ``eps``.
     Losses are float32, so this is the one rule by which every method (rejection,
-    splitting, re-thresholding) decides "strictly below eps".
+    splitting, re-thresholding) decides "strictly below eps". An ``eps`` beyond the
+    largest float32 gives inf: every finite loss is below it.
     """
-    c = np.float32(eps)
+    with np.errstate(over="ignore"):
+        c = np.float32(eps)
     return np.nextafter(c, np.float32(np.inf)) if float(c) < eps else c
 
 

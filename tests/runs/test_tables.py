@@ -33,6 +33,17 @@ def test_a_gd_that_did_not_fit_is_flagged_with_the_flags_to_change():
     assert all(flag in warning for flag in ("--gd_steps", "--gd_lr", "--gd_init_scale"))
 
 
+def test_a_gd_that_diverged_says_so_and_what_to_lower():
+    diverged = {**FITTED, "gd_gen_loss": None, "gd_gen_loss_runs": [None, 1e-3],
+                "gd_train_loss": None, "gd_train_loss_runs": [None, 1e-7],
+                **finish.gd_verdict([math.nan, 1e-7], 0.02)}
+    assert ("DID NOT FIT in 1 of 2 runs (DIVERGED in 1)"
+            in dict(tables._gd_rows(diverged))["GD gen loss"])
+    warning = tables.gd_warning(diverged)
+    assert warning.startswith("warning: GD diverged") and "1 of 2 runs" in warning
+    assert "--gd_lr" in warning and "\n" not in warning
+
+
 def test_header_names_the_setting_method_eps_and_the_error_bars():
     text = tables.header("depth 2, width 5", {"method": "rejection", "eps": 0.02})
     assert text.splitlines()[0] == "depth 2, width 5"

@@ -2,6 +2,7 @@
 intervals (gcsampler.core.intervals): intervals, moments, exact totals, bins and summaries."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -261,6 +262,13 @@ def test_float32_threshold_is_exact_strict_comparison(eps):
         ts = [np.nextafter(ts[0], np.float32(0))] + ts + [np.nextafter(ts[-1], np.float32(np.inf))]
     for t in ts:
         assert bool(t < threshold) == bool(float(t) < eps), (t, threshold)
+
+
+def test_an_eps_beyond_float32_accepts_every_finite_loss_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        threshold = statistics.float32_threshold(1e39)
+    assert threshold == np.inf and np.finfo(np.float32).max < threshold
 
 
 def test_host_accumulation_is_exact_at_1e11_draws():
