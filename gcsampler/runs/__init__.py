@@ -6,8 +6,11 @@
   ``splitting_run``, with ``splitting_files``);
 - ``runner``: one run, started, resumed or read; ``finish``: references and GD after G&C;
 - ``api``: runs from Python (``run``, ``resume``, ``run_task``, ``report``);
-- ``files``, ``accepted``, ``record``, ``checkpoint``, ``distributed``: the disk format,
-  checkpoints and several processes;
+- ``files``, ``accepted``, ``accepted_metadata``, ``record``, ``checkpoint``: the disk
+  format and checkpoints; ``manifest``, ``integrity``: checksums of the accepted rows,
+  ``gcsampler verify`` and its repair;
+- ``distributed``, ``watch``, ``coordination``: several processes, which end together
+  with one line when they lose each other;
 - ``summary``, ``tables``: the summary schema and the tables printed from it;
 - ``sweep``, ``sweep_results``, ``presets``, ``aggregate``: sweeps over settings;
 - ``progress``: progress lines.

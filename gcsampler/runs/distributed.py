@@ -9,7 +9,9 @@ exchange only small messages: errors, so that all stop together, and totals.
 When the processes lose each other (they do not all join, one stops responding or ends
 alone), every process ends within ``--distributed_timeout`` seconds with one line on
 stderr and exit code 2 (:class:`~gcsampler.runs.watch.Watch`), keeping its checkpoints; JAX's runtime would
-abort them later, with a C++ stack trace.
+abort them later, with a C++ stack trace. Process 0 serves the runtime's coordination
+service from a child process (:mod:`~gcsampler.runs.coordination`), so that the
+others still end that way when process 0 is killed.
 """
 
 import atexit
@@ -23,7 +25,7 @@ import jax
 import numpy as np
 
 from gcsampler.core import totals as totals_lib
-from gcsampler.runs import files, watch as watch_lib
+from gcsampler.runs import coordination, files, watch as watch_lib
 
 
 class Team(NamedTuple):
@@ -69,7 +71,7 @@ def initialize(coordinator_address, num_processes, process_id, timeout=TIMEOUT, 
                    run_dir)
     backstop = math.ceil(2 * timeout)  # JAX's own limits: its failures abort, after the watch's
     try:
-        with watch.waiting("join", watch.join_failed):
+        with watch.waiting("join", watch.join_failed), coordination.service_apart(timeout):
             jax.distributed.initialize(coordinator_address=coordinator_address,
                                        num_processes=num_processes, process_id=process_id,
                                        initialization_timeout=backstop,

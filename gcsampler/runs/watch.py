@@ -2,7 +2,11 @@
 stderr, when the processes lose each other (:mod:`gcsampler.runs.distributed`).
 
 JAX's runtime would abort them later, with a C++ stack trace: a failed connect or
-heartbeat goes to a C++ callback, which gcsampler cannot turn into a Python error.
+heartbeat goes to a C++ callback, which gcsampler cannot turn into a Python error (the
+client's ``missed_heartbeat_callback`` cannot be a Python function: the runtime fails to
+pass it its status, std::bad_cast, and aborts). Process 0's death would abort the others
+at once, were its coordination service not served from a child process that outlives it
+(:mod:`gcsampler.runs.coordination`).
 """
 
 import contextlib
@@ -24,8 +28,9 @@ class Watch:
     (joining, leaving), and the end of each other process's silence, which its heartbeats
     push back (a count in the runtime's key-value store, every ``timeout / 20`` seconds).
     A process that ends tells the others (its count becomes "ended"), which end soon
-    after. Process 0, whose runtime serves the others, ends last: theirs abort with a
-    stack trace once it is gone. So every process ends within ``timeout`` seconds.
+    after. Process 0's coordination service outlives it (:mod:`.coordination`); where it
+    cannot, process 0 ends last, as the others' runtimes abort with a stack trace once it
+    is gone. So every process ends within ``timeout`` seconds.
     """
 
     _BEATS = "gcsampler/alive/"

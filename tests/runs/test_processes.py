@@ -318,6 +318,32 @@ def test_processes_that_lose_each_other_end_within_the_timeout(tmp_path, tmp_pat
     assert_same_results(run_dir, reference_run(tmp_path_factory, long_cfg))
 
 
+def test_a_killed_process_0_ends_the_others_within_the_timeout(tmp_path):
+    """Process 0, whose runtime serves the others' (which abort at once without it), killed
+    mid-run: the others still end within the timeout, with their line, and its service
+    ends with them."""
+    run_dir = tmp_path / "run"
+    procs = start_processes([*FLAGS, "--checkpoint_every", "0", "--distributed_timeout",
+                             str(2 * TIMEOUT), "--samples", str(LONG), "--out", str(run_dir)],
+                            pause=0.1)
+    wait_for_checkpoints(procs, run_dir)
+    procs[0].send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    lines = ended_with(procs[1], stopping(1, r"process 0 stopped responding \(killed, crashed "
+                                             r"or cut off: silent for [\d.]+ s\)", run_dir))
+    assert time.monotonic() - killed < 2 * TIMEOUT + SLACK
+    procs[0].communicate(timeout=TIMEOUT)
+    port = int(re.search(r"127\.0\.0\.1:(\d+)", lines[-1])[1])
+    deadline = time.monotonic() + TIMEOUT
+    while True:  # until nothing listens at the port: a new run may take it
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+        except OSError:
+            break
+        assert time.monotonic() < deadline, "process 0's service outlived the run"
+        time.sleep(0.1)
+
+
 @pytest.mark.parametrize("replicates", [1, 2, 5, 8])
 @pytest.mark.parametrize("processes", [1, 2, 3])
 def test_replicate_shares_are_contiguous_and_even(replicates, processes):
