@@ -125,6 +125,7 @@ def figure(cells, path):
     axes[1].set_ylabel("G&C gen loss (mean of accepted)")
     for ax in axes:
         ax.set_xlabel("depth (width 5, normalized Gaussian prior)")
+        ax.set_xticks(sorted({c["depth"] for c in cells}))  # whole depths only
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.suptitle(f"Splitting against rejection at eps {eps:g}, 95% intervals")
