@@ -103,6 +103,22 @@ def test_layers_use_distinct_keys():
     assert not np.allclose(out[0], out[1]) and not np.allclose(out[1], out[2])
 
 
+@pytest.mark.parametrize("partitionable", [True, False])
+def test_flat_drawn_layers_have_the_bits_of_shaped_draws(partitionable):
+    """Layers are drawn flat and reshaped (cheaper): the bits must be jax.random's for the
+    layer's shape, alone and batched, under either of JAX's threefry layouts."""
+    keys = jax.random.split(jax.random.PRNGKey(7), 4)
+    shaped = {priors._standard_normal: lambda k, s: jax.random.normal(k, s),
+              priors._symmetric_uniform: lambda k, s: jax.random.uniform(k, s, minval=-1.0,
+                                                                         maxval=1.0)}
+    with jax.threefry_partitionable(partitionable):
+        for flat, reference in shaped.items():
+            for shape in [(5, 5), (5, 7), (7, 5), (1, 3), (40, 40)]:
+                got = jax.vmap(lambda k: flat(k, shape, jnp.float32))(keys)
+                want = jax.vmap(lambda k: reference(k, shape))(keys)
+                assert np.array_equal(got, want), (flat.__name__, shape)
+
+
 def test_scaled_uses_the_last_dimension():
     key = jax.random.key(4)
     base = np.asarray(jax.random.normal(key, (3, 7), jnp.float32), np.float64)
