@@ -319,7 +319,7 @@ class AcceptedWriter:
 def read_accepted(run_dir, processes: int = 1, fields=ACCEPTED_FIELDS) -> dict[str, np.ndarray]:
     """Read all accepted rows of a run made by ``processes`` processes, in index order,
     as numpy arrays keyed by ``fields`` (those of a factorization run by default)."""
-    parts = [_read_part(part_dir(run_dir, p, processes), fields) for p in range(processes)]
+    parts = [_read_part(part_dir(run_dir, p, processes), fields)[0] for p in range(processes)]
     # Processes draw consecutive ranges of indices, in process order.
     return {name: np.concatenate([part[name] for part in parts]) for name in fields}
 
@@ -329,12 +329,12 @@ def check_part(part, fields):
     manifest covers: RunDirError names the first damaged chunk. Rows after them (an
     unfinished run's, to be dropped) are not checked. Returns the manifest checked against
     (None: a run made before manifests), for :class:`AcceptedWriter` to reopen with."""
-    return _read_part(part, fields, exact=False, manifest_too=True)[1]
+    return _read_part(part, fields, exact=False)[1]
 
 
-def _read_part(run_dir, fields, exact=True, manifest_too=False):
+def _read_part(run_dir, fields, exact=True):
     """The accepted rows of one process's directory, checked against its manifest (which,
-    if ``exact``, must cover all of them); with the manifest if ``manifest_too``."""
+    if ``exact``, must cover all of them), and that manifest (None: none)."""
     group = pathlib.Path(run_dir) / ACCEPTED_DIR
     manifest = manifest_lib.read(run_dir, fields)
     futures = {name: ts.open(spec(run_dir, name), read=True) for name in fields}
@@ -344,8 +344,7 @@ def _read_part(run_dir, fields, exact=True, manifest_too=False):
                      f"{manifest_lib.repair_hint(run_dir)}",
         f"cannot read accepted draws in {run_dir}")
     if manifest is None:  # a run made before manifests: read as it is
-        arrays = _read_unchecked(run_dir, stores)
-        return (arrays, None) if manifest_too else arrays
+        return _read_unchecked(run_dir, stores), None
     for name, store in stores.items():
         if store.shape[0] < manifest.rows or (exact and store.shape[0] > manifest.rows):
             raise RunDirError(f"{group}/{name} holds {store.shape[0]:,} rows, its manifest "
@@ -355,7 +354,7 @@ def _read_part(run_dir, fields, exact=True, manifest_too=False):
     if damage:
         index, damage = _index_of(run_dir, manifest, arrays, damage)
         raise RunDirError(manifest_lib.describe_damage(group, manifest, damage, index))
-    return (arrays, manifest) if manifest_too else arrays
+    return arrays, manifest
 
 
 def _index_of(run_dir, manifest, arrays, damage):
