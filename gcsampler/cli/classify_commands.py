@@ -6,12 +6,12 @@ import pathlib
 from gcsampler import plots
 from gcsampler.cli import flags, setup
 from gcsampler.cli.flags import UsageError
-from gcsampler.runs import classify_study
+from gcsampler.runs import classify_presets, classify_study
 
 
 def classify_command(args, values):
     if values.list_presets:
-        print(classify_study.preset_listing())
+        print(classify_presets.preset_listing())
         return 0
     every = setup.checkpoint_every(values, "classify")
     if values.resume is not None:
@@ -76,10 +76,10 @@ def classify_config(values):
     """The StudyConfig of parsed `classify` flags: preset, then the flags given."""
     settings = {}
     if values.preset is not None:
-        if values.preset not in classify_study.PRESETS:
+        if values.preset not in classify_presets.PRESETS:
             raise UsageError(f"gcsampler classify: --preset must be one of "
-                             f"{', '.join(classify_study.PRESETS)}, got {values.preset!r}")
-        settings.update(classify_study.PRESETS[values.preset][1])
+                             f"{', '.join(classify_presets.PRESETS)}, got {values.preset!r}")
+        settings.update(classify_presets.PRESETS[values.preset][1])
     fields = [f.name for f in dataclasses.fields(classify_study.StudyConfig)]
     settings.update(_study_settings(values, [name for name in fields if values[name].present
                                              or name not in settings]))

@@ -11,7 +11,7 @@ import sys
 
 from absl import flags
 
-from gcsampler.classify import data, networks
+from gcsampler.classify import baselines, data, networks
 from gcsampler.factorization import gd
 from gcsampler.factorization.samplers import CHOICES as SAMPLER_CHOICES
 from gcsampler.runs import aggregate, classify_study, distributed, presets, sweep
@@ -174,37 +174,65 @@ def classify_flag_rows():
         ("preset", "string", None, "Run one of the paper-shaped studies (see --list_presets); "
                                    "flags given explicitly override its settings."),
         ("list_presets", "boolean", False, "List the presets and exit."),
-        ("task", "enum", d.task, "Data set: the 2-D kink or slabs sets, or digits 0 vs 1 "
-                                 "(needs the [digits] extra).", tuple(data.TASKS)),
+        ("task", "enum", d.task, "Data set: the balanced 2-D kink or slabs generators, the "
+                                 "published kink or slab data (a 70/30 split of a shuffled "
+                                 "set), MNIST pairs (the [mnist] extra) or digits 0 vs 1 (the "
+                                 "[digits] extra).", tuple(data.TASKS)),
         ("n_train", "string", ",".join(map(str, d.n_train)),
-         "Training-set sizes, comma-separated even numbers (balanced classes)."),
+         "Training-set sizes, comma-separated: even numbers (balanced classes), any number for "
+         "the published kink and slab data."),
         ("seeds", "integer", d.seeds, "Data seeds per size: seed s is a fresh train/test split "
-                                      "and the G&C seed."),
+                                      "(MNIST: a fresh class pair) and the G&C seed."),
+        ("first_seed", "integer", d.first_seed, "The first data seed (the published runs "
+                                                "start at 100)."),
         ("model", "enum", d.model, "Network: an MLP, a linear model or a LeNet-style CNN "
                                    "(images).", classify_study.MODELS),
         ("depth", "integer", d.depth, "Hidden layers of the MLP."),
         ("width", "integer", d.width, "Units per hidden layer of the MLP."),
         ("activation", "enum", d.activation, "MLP activation.", tuple(networks.ACTIVATIONS)),
+        ("hidden_biases", "boolean", d.hidden_biases, "Give the MLP's hidden layers biases "
+                                                      "(the published MLP has none: "
+                                                      "--nohidden_biases)."),
         ("lenet_width", "float", d.lenet_width, "LeNet width factor (channels and units "
                                                 "relative to LeNet-5)."),
+        ("padding", "enum", d.padding, "LeNet conv padding (VALID: the published 28x28 LeNet).",
+         networks.PADDINGS),
         ("prior", "enum", d.prior, "G&C prior: every weight and bias U(-1, 1) (the paper's), or "
                                    "N(0, 1/fan_in).", networks.PRIORS),
+        ("logits", "enum", d.logits, "Whose cross-entropy the bins hold: the normalized logits "
+                                     "(divided by the product of the weights' norms, as "
+                                     "published) or the raw ones.", networks.LOGITS),
         ("bins", "string", bins, "Training cross-entropy bins LO:HI,...; a draw with 100% "
-                                 "training accuracy is accepted into each bin holding its loss."),
+                                 "training accuracy and LO < loss <= HI is accepted into the "
+                                 "bin (-999:999: any perfect fit)."),
         ("samples", "string", str(d.samples), "G&C draws per cell (1e7 is fine)."),
         ("batch", "string", "auto", "Draws per device step ('auto': sized from memory)."),
         ("devices", "string", d.devices, "Local devices to shard draws over: 'all' or a count."),
         ("log2_block", "integer", d.log2_block, "Log2 of the block size."),
-        ("baseline", "enum", d.baseline, "Baseline on the same network (SGD, Adam, or greedy "
-                                         "random search, a zeroth-order method), stopped at 100% "
-                                         "training accuracy below each bin's upper edge.",
-         classify_study.BASELINES),
+        ("baseline", "enum", d.baseline, "Baseline on the same network: SGD, or (full_batch "
+                                         "protocol) Adam or greedy random search, a zeroth-order "
+                                         "method.", classify_study.BASELINES),
+        ("baseline_protocol", "enum", d.baseline_protocol,
+         "published: minibatch SGD from --baseline_init that freezes at 100% training accuracy "
+         "and loss <= HI, runs at or below LO discarded, batches until --baseline_models land "
+         "in each bin; full_batch: --baseline_runs full-batch runs per bin stopped below HI, no "
+         "lower edge.", classify_study.PROTOCOLS),
         ("baseline_lr", "float", d.baseline_lr, "Baseline learning rate (random_search: the "
                                                 "proposal scale sigma)."),
-        ("baseline_steps", "integer", d.baseline_steps, "Most baseline steps (full batch)."),
-        ("baseline_runs", "integer", d.baseline_runs, "Baseline runs (seeds) per bin, vmapped."),
-        ("baseline_init", "enum", d.baseline_init, "Baseline initialization: PyTorch's default, "
-                                                   "or the G&C prior.", ("pytorch", "uniform")),
+        ("baseline_epochs", "integer", d.baseline_epochs, "Epochs per run (published protocol)."),
+        ("baseline_batch_size", "integer", d.baseline_batch_size,
+         "Most points per SGD step (published protocol: min(n_train // 2, this))."),
+        ("baseline_steps", "integer", d.baseline_steps, "Most steps per run (full_batch)."),
+        ("baseline_runs", "integer", d.baseline_runs, "Runs vmapped at once: per batch "
+                                                      "(published) or per bin (full_batch)."),
+        ("baseline_models", "integer", d.baseline_models, "Runs to land in each bin per cell "
+                                                          "(published protocol; published: 20)."),
+        ("baseline_max_runs", "integer", d.baseline_max_runs,
+         "Most runs tried per bin and cell (published protocol); a bin left short says so."),
+        ("baseline_init", "enum", d.baseline_init, "Baseline initialization: the G&C prior "
+                                                   "U(-1, 1), PyTorch's default, or the "
+                                                   "published MLP's fan_out init.",
+         baselines.INITS),
         ("out", "string", None,
          "Study directory to create (default: runs/<time>-classify-<name>)."),
         *_study_control_rows(),

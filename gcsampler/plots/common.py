@@ -94,7 +94,8 @@ def _shift(index, count):
 
 def _draw_series(ax, x, bands, seeds, series, style, *, shift=0.0, floor=None, fits=None):
     """Draw one series (an :class:`aggregate.Series`) on ``ax``, ``shift`` inches right:
-    per x, the median over its ``seeds`` with a 25th-75th percentile bar. Returns the legend
+    per x, the band's middle over its ``seeds`` with a bar from its low to its high value
+    (median and quartiles, or mean and confidence interval). Returns the legend
     entries ({text: handle}) its marks need.
 
     Values at or below ``floor`` (a log axis) are drawn at it. A point from
@@ -144,14 +145,19 @@ def _draw_series(ax, x, bands, seeds, series, style, *, shift=0.0, floor=None, f
                 **hollow)
         for xi, yi, (fit, judged) in zip(x[unfit], median[unfit], np.array(fits)[unfit]):
             ax.annotate(f"fit {fit}/{judged}", (xi, yi), xytext=(4, -10), **mark)
-        entries[f"hollow: not every {series.label} run reached\n"
-                f"{series.goal} (fit k/N seeds)"] = Line2D([], [], **hollow)
+        text = series.shortfall or (f"not every {series.label} run reached\n"
+                                    f"{series.goal} (fit k/N seeds)")
+        entries[f"hollow: {text}"] = Line2D([], [], **hollow)
     return entries
 
 
-def _legend(owner, axes, entries, seeds, **placement):
+MEDIAN_IQR = ("median over {count}", "25th-75th percentile")
+
+
+def _legend(owner, axes, entries, seeds, statistic=MEDIAN_IQR, **placement):
     """The legend of ``axes`` (their labelled artists, one per label, then ``entries``) on
-    ``owner`` (an axes or the figure), titled with what the points and bars are."""
+    ``owner`` (an axes or the figure), titled with what the points and bars are
+    (``statistic``: the points' and the bars' descriptions; ``{count}`` names the seeds)."""
     found = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
@@ -161,6 +167,7 @@ def _legend(owner, axes, entries, seeds, **placement):
         return
     lo, hi = min(seeds), max(seeds)
     count = f"{hi} seed" + "s" * (hi > 1) if lo == hi else f"{lo}-{hi} seeds"
-    title = f"points: median over {count}\nbars: 25th-75th percentile"
+    points, bars = statistic
+    title = f"points: {points.format(count=count)}\nbars: {bars}"
     owner.legend(list(found.values()), list(found), title=title, fontsize="small",
                  title_fontsize="small", **placement)

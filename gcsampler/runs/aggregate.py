@@ -1,4 +1,5 @@
-"""Per-value summaries of a sweep: median and inter-quartile range over seeds.
+"""Per-value summaries of a sweep: median and inter-quartile range (or mean and its
+confidence interval) over seeds.
 
 A sweep varies one setting (the axis, e.g. ``width``) over several problem seeds; each
 (value, seed) cell gives one row, a dict of results. Like the paper (Alexander et al.,
@@ -10,6 +11,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+from scipy import stats
 
 
 class Band(NamedTuple):
@@ -28,7 +30,8 @@ class Series(NamedTuple):
     ``empty``: why a seed can have no value when that is itself a result (G&C: nothing
     accepted); such a series is drawn even where no seed has a value, others are left out.
     ``verdict``: the row key saying whether the seed's runs fit the training data (1.0 or
-    True: all of them; a smaller fraction or False: not all), ``goal`` what fitting means.
+    True: all of them; a smaller fraction or False: not all), ``goal`` what fitting means;
+    ``shortfall`` (optional) says in full what a hollow mark means, if not that.
     """
 
     label: str
@@ -36,6 +39,7 @@ class Series(NamedTuple):
     empty: str = ""
     verdict: str = ""
     goal: str = ""
+    shortfall: str = ""
 
 
 class Quantity(NamedTuple):
@@ -91,6 +95,29 @@ def median_iqr(rows, axis, column):
     for row in rows:
         groups.setdefault(row[axis], []).append(row.get(column))
     return [_band(value, results) for value, results in groups.items()]
+
+
+def mean_ci(rows, axis, column):
+    """Per distinct ``row[axis]``, the mean of ``row[column]`` over the finite values with a
+    Student-t 95% confidence interval, as a :class:`Band` (``median`` holds the mean, ``q25``
+    and ``q75`` the interval; the interval is the mean itself for a single value and NaN for
+    none). The classifier study's "mean of per-run means" (Chiang et al.) is this over seeds."""
+    groups = {}
+    for row in rows:
+        groups.setdefault(row[axis], []).append(row.get(column))
+    bands = []
+    for value, results in groups.items():
+        finite = np.array([x for x in map(_finite, results) if x is not None])
+        if not finite.size:
+            bands.append(Band(value, math.nan, math.nan, math.nan, 0))
+            continue
+        mean = float(finite.mean())
+        half = 0.0
+        if finite.size > 1:
+            half = float(stats.t.ppf(0.975, finite.size - 1) * finite.std(ddof=1)
+                         / math.sqrt(finite.size))
+        bands.append(Band(value, mean, mean - half, mean + half, int(finite.size)))
+    return bands
 
 
 def fit_counts(rows, axis, verdict):

@@ -1,17 +1,22 @@
 """The classifier study: G&C against gradient training across training-set sizes.
 
-For each training-set size and data seed (a fresh balanced split per seed), one
-cell runs classifier G&C (:mod:`gcsampler.classify.task`) over a list of
-cross-entropy bins, then the baseline optimizer on the same architecture and
-training set, once per bin, each run stopped at the first step with 100%
-training accuracy and a training cross-entropy below the bin's upper edge (the
-comparison of Chiang et al., ICLR 2023). A study directory holds::
+For each training-set size and data seed (a fresh split, and for MNIST a fresh class pair,
+per seed: "a new data seed per run" as published), one cell runs classifier G&C
+(:mod:`gcsampler.classify.task`) over a list of cross-entropy bins ``(lo, hi]`` of the
+normalized (default, as published) or raw logits, then the baseline on the same network and
+training set, once per bin: by default the published protocol of Chiang et al. (ICLR 2023,
+:mod:`gcsampler.classify.published_sgd`: minibatch SGD from the prior that freezes at the
+bin's upper edge, runs at or below its lower edge discarded, batches until
+``baseline_models`` runs land in the bin), or full-batch training stopped below the upper
+edge (``baseline_protocol='full_batch'``). Each cell value is a per-run mean; the table
+reports, per size and bin, the mean of the per-run means with its 95% interval (the
+published statistic) beside the median. A study directory holds::
 
     study.json      the settings
     results.csv     one row per (training-set size, seed, bin)
     cells/n_train=K/seed=S/   a run directory (gcsampler.runs.rejection_run): config.json,
                     checkpoint.npz, accepted/, and summary.json with the cell's rows
-    test_accuracy.png/.pdf    median over seeds with inter-quartile bars
+    test_accuracy.png/.pdf    mean over seeds of the per-run means with 95% intervals
                     (gcsampler.plots.plot_study, drawn by ``gcsampler classify``)
 
 A study stopped or killed part-way continues with :func:`run` (``resume=True``):
@@ -31,54 +36,30 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gcsampler.classify import baselines, data, networks
+from gcsampler.classify import baselines, data, networks, published_sgd
 from gcsampler.classify.task import bytes_per_draw, check_bins, classify_task
 from gcsampler.core import devices as devices_lib
 from gcsampler.core import progress
 from gcsampler.runs import aggregate, distributed, files, record, rejection_run
 from gcsampler.runs.checkpoint import DEFAULT_EVERY
+from gcsampler.runs.classify_presets import PAPER_BINS
 from gcsampler.runs.config import check_loop_settings
 
 MODELS = ("mlp", "linear", "lenet")
 BASELINES = ("sgd", "adam", "random_search", "none")
+PROTOCOLS = ("published", "full_batch")
+# Tasks split as published (the first 70% of a shuffled set), so of any training-set size.
+UNBALANCED_TASKS = ("published_kink", "published_slab")
 RESULTS_FILE = "results.csv"
 STUDY_FILE = "study.json"
 RESULT_COLUMNS = (
     "task", "model", "n_train", "seed", "bin_lo", "bin_hi", "draws", "perfect", "accepted",
     "acceptance_rate", "acceptance_ci95_lo", "acceptance_ci95_hi", "gnc_test_accuracy",
-    "gnc_test_accuracy_stderr", "baseline", "baseline_test_accuracy",
-    "baseline_test_accuracy_stderr", "baseline_fitted", "baseline_train_loss", "n_test",
-    "gnc_seconds", "baseline_seconds",
+    "gnc_test_accuracy_stderr", "baseline", "baseline_protocol", "baseline_test_accuracy",
+    "baseline_test_accuracy_stderr", "baseline_fitted", "baseline_models", "baseline_tried",
+    "baseline_landed", "baseline_train_loss", "logits", "n_test", "gnc_seconds",
+    "baseline_seconds",
 )
-# The cross-entropy bins of the paper's tables: 0.30-0.35 up to 0.60-0.65.
-PAPER_BINS = tuple((round(0.30 + 0.05 * i, 2), round(0.35 + 0.05 * i, 2)) for i in range(7))
-# Bins for networks with large logits (image tasks), whose perfect fits mostly have a
-# training cross-entropy far below 0.3 under the U(-1, 1) prior.
-LOW_BINS = ((0.0, 0.01), (0.01, 0.1), (0.1, 0.3), (0.3, 0.65))
-
-
-PRESETS = {
-    "kink-mlp": ("Chiang et al.'s 2-D kink set, MLP with one hidden layer of 10 units, "
-                 "2 to 20 training points",
-                 dict(task="kink", model="mlp", depth=1, width=10, n_train=tuple(range(2, 21, 2)))),
-    "slabs-mlp": ("the 2-D slabs set, MLP with one hidden layer of 10 units, 2 to 20 points",
-                  dict(task="slabs", model="mlp", depth=1, width=10,
-                       n_train=tuple(range(2, 21, 2)))),
-    "digits-lenet": ("digits 0 vs 1 (scikit-learn's 8x8 images), LeNet at width 0.5, 2 to 32 "
-                     "training images; lower bins, where its perfect fits lie",
-                     dict(task="digits", model="lenet", lenet_width=0.5, samples=200_000,
-                          n_train=(2, 4, 8, 16, 32), bins=LOW_BINS)),
-    "digits-mlp": ("digits 0 vs 1, MLP with one hidden layer of 10 units, 2 to 32 images",
-                   dict(task="digits", model="mlp", depth=1, width=10, samples=500_000,
-                        n_train=(2, 4, 8, 16, 32), bins=LOW_BINS)),
-}
-
-
-def preset_listing():
-    """One line per preset: its name and what it runs."""
-    return "\n".join(f"{name:14s} {text}" for name, (text, _) in PRESETS.items())
-
-
 @dataclasses.dataclass(frozen=True)
 class StudyConfig:
     """Every setting of a classifier study (see ``gcsampler classify --help``)."""
@@ -86,22 +67,31 @@ class StudyConfig:
     task: str = "kink"
     n_train: tuple = (2, 4, 8, 16)
     seeds: int = 4
+    first_seed: int = 0
     model: str = "mlp"
     depth: int = 1
     width: int = 10
     activation: str = "relu"
+    hidden_biases: bool = True
     lenet_width: float = 0.5
+    padding: str = "SAME"
     prior: str = "uniform"
+    logits: str = "normalized"
     bins: tuple = PAPER_BINS
     samples: int = 10**6
     batch: int | None = None
     devices: str = "all"
     log2_block: int = 12
     baseline: str = "sgd"
+    baseline_protocol: str = "published"
     baseline_lr: float = 0.1
+    baseline_epochs: int = 200
+    baseline_batch_size: int = 3
     baseline_steps: int = 10_000
-    baseline_runs: int = 8
-    baseline_init: str = "pytorch"
+    baseline_runs: int = 64
+    baseline_models: int = 20
+    baseline_max_runs: int = 1024
+    baseline_init: str = "uniform"
 
     def validate(self):
         """Raise ValueError naming the first bad setting and what it allows."""
@@ -109,16 +99,34 @@ class StudyConfig:
         _one_of("model", self.model, MODELS)
         _one_of("activation", self.activation, tuple(networks.ACTIVATIONS))
         _one_of("prior", self.prior, networks.PRIORS)
+        _one_of("logits", self.logits, networks.LOGITS)
+        _one_of("padding", self.padding, networks.PADDINGS)
         _one_of("baseline", self.baseline, BASELINES)
-        _one_of("baseline_init", self.baseline_init, ("pytorch", "uniform"))
-        if not self.n_train or any(not isinstance(n, int) or n < 2 or n % 2 for n in self.n_train):
-            raise ValueError(f"--n_train must be a list of even integers >= 2, got {self.n_train}")
-        for name in ("seeds", "depth", "width", "samples", "baseline_steps", "baseline_runs"):
+        _one_of("baseline_protocol", self.baseline_protocol, PROTOCOLS)
+        _one_of("baseline_init", self.baseline_init, baselines.INITS)
+        if self.baseline_protocol == "published" and self.baseline in ("adam", "random_search"):
+            raise ValueError(f"--baseline {self.baseline} needs --baseline_protocol full_batch "
+                             f"(the published protocol is minibatch SGD)")
+        if not isinstance(self.hidden_biases, bool):
+            raise ValueError(f"--hidden_biases must be true or false, got {self.hidden_biases!r}")
+        smallest, step = (1, 1) if self.task in UNBALANCED_TASKS else (2, 2)
+        if not self.n_train or any(not isinstance(n, int) or n < smallest or n % step
+                                   for n in self.n_train):
+            kind = "integers >= 1" if step == 1 else "even integers >= 2"
+            raise ValueError(f"--n_train must be a list of {kind} for {self.task}, "
+                             f"got {self.n_train}")
+        for name in ("seeds", "first_seed", "depth", "width", "samples", "baseline_epochs",
+                     "baseline_batch_size", "baseline_steps", "baseline_runs",
+                     "baseline_models", "baseline_max_runs"):
             value = getattr(self, name)
-            if not (isinstance(value, int) and value >= (0 if name == "depth" else 1)):
-                kind = "non-negative" if name == "depth" else "positive"
+            low = 0 if name in ("depth", "first_seed") else 1
+            if isinstance(value, bool) or not (isinstance(value, int) and value >= low):
+                kind = "non-negative" if low == 0 else "positive"
                 raise ValueError(f"--{name} must be a {kind} "
                                  f"integer, got {value!r}")
+        if (self.first_seed + self.seeds) * len(self.bins) * self.baseline_max_runs >= 2**32:
+            raise ValueError("--first_seed, --seeds and --baseline_max_runs are too large: the "
+                             "baseline's run seeds must stay below 2**32")
         for name in ("lenet_width", "baseline_lr"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -137,10 +145,10 @@ class StudyConfig:
             if len(in_shape) != 3:
                 raise ValueError(f"--model lenet needs image inputs; {self.task} has inputs of "
                                  f"shape {in_shape}")
-            return networks.lenet(self.lenet_width, in_shape=in_shape)
+            return networks.lenet(self.lenet_width, in_shape=in_shape, padding=self.padding)
         depth = 0 if self.model == "linear" else self.depth
         return networks.MLP(math.prod(in_shape), depth=depth, width=self.width,
-                            activation=self.activation)
+                            activation=self.activation, hidden_biases=self.hidden_biases)
 
 
 def load_config(out_dir):
@@ -149,6 +157,9 @@ def load_config(out_dir):
     if not path.is_file():
         raise files.RunDirError(f"{out_dir} is not a gcsampler classify study (no {STUDY_FILE})")
     values = files.read_json(path)
+    if isinstance(values, dict) and "logits" not in values:
+        raise files.RunDirError(f"{out_dir} was made by an earlier gcsampler (raw-logit [lo, hi) "
+                                f"bins, full-batch baseline): start a new study")
     try:
         values["n_train"] = tuple(values["n_train"])
         values["bins"] = tuple(tuple(pair) for pair in values["bins"])
@@ -182,7 +193,7 @@ def make_cells(cfg):
     cfg.validate()
     found = []
     for n_train in cfg.n_train:
-        for seed in range(cfg.seeds):
+        for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
             dataset = data.make_dataset(cfg.task, n_train, seed)
             model = cfg.network(dataset)
             devices_lib.check_batch(cfg.batch, cfg.samples, bytes_per_draw(model, dataset),
@@ -229,7 +240,7 @@ def run_cell(cfg, cell, out_dir, on_progress, stream, checkpoint_every=DEFAULT_E
     if found is not None and "rows" in found:  # JSON has null where the rows had NaN
         return [{k: math.nan if v is None else v for k, v in row.items()}
                 for row in found["rows"]]
-    task = classify_task(cell.dataset, cell.model, cfg.prior, bins=cfg.bins)
+    task = classify_task(cell.dataset, cell.model, cfg.prior, bins=cfg.bins, logits=cfg.logits)
     settings = rejection_run.LoopSettings(cfg.samples, cell.seed, cfg.batch, cfg.devices,
                                           cfg.log2_block)
     config = {"method": rejection_run.METHOD.name, "settings": settings._asdict(),
@@ -247,11 +258,11 @@ def run_cell(cfg, cell, out_dir, on_progress, stream, checkpoint_every=DEFAULT_E
     if not distributed.team().leader:
         return []
     started = time.perf_counter()
-    fits = [_baseline(cfg, cell.model, cell.dataset, hi) for _, hi in cfg.bins]
+    fits = [_baseline(cfg, cell, j) for j in range(len(cfg.bins))]
     baseline_seconds = time.perf_counter() - started
     rows = [{"task": cfg.task, "model": cfg.model, "n_train": cell.n_train, "seed": cell.seed,
-             **gnc_cell, **fit, "n_test": summary["n_test"], "gnc_seconds": summary["seconds"],
-             "baseline_seconds": baseline_seconds}
+             **gnc_cell, **fit, "logits": cfg.logits, "n_test": summary["n_test"],
+             "gnc_seconds": summary["seconds"], "baseline_seconds": baseline_seconds}
             for gnc_cell, fit in zip(summary["cells"], fits)]
     files.write_json(cell_dir / record.SUMMARY_FILE, {**summary, "rows": rows})
     return rows
@@ -261,51 +272,88 @@ class _Quiet(io.StringIO):
     """Swallows a cell's header line: the study shows its own progress."""
 
 
-def _baseline(cfg, model, dataset, target_loss):
-    """The baseline's results when stopped below ``target_loss`` (NaN when none ran)."""
+def _baseline(cfg, cell, j):
+    """The baseline's results on ``cell`` for bin ``j`` (NaN where none ran)."""
+    lo, hi = (float(edge) for edge in check_bins(cfg.bins)[j])
+    row = {"baseline": cfg.baseline, "baseline_protocol": cfg.baseline_protocol}
     if cfg.baseline == "none":
-        return {"baseline": "none", "baseline_test_accuracy": math.nan,
+        return {**row, "baseline_test_accuracy": math.nan,
                 "baseline_test_accuracy_stderr": math.nan, "baseline_fitted": math.nan,
+                "baseline_models": 0, "baseline_tried": 0, "baseline_landed": 0,
                 "baseline_train_loss": math.nan}
-    common = dict(steps=cfg.baseline_steps, seeds=cfg.baseline_runs, init=cfg.baseline_init,
-                  target_loss=float(target_loss))
-    if cfg.baseline == "random_search":
-        fit = baselines.random_search(model, dataset, sigma=cfg.baseline_lr, **common)
+    if cfg.baseline_protocol == "published":
+        first = ((cell.seed * len(cfg.bins)) + j) * cfg.baseline_max_runs
+        filled = published_sgd.fill_bin(
+            cell.model, cell.dataset, models=cfg.baseline_models, runs_per_batch=cfg.baseline_runs,
+            max_runs=cfg.baseline_max_runs, first_seed=first, lr=cfg.baseline_lr,
+            epochs=cfg.baseline_epochs, bin=(lo, hi), init=cfg.baseline_init, logits=cfg.logits,
+            batch_size=published_batch_size(cfg, cell.n_train))
+        accuracy, loss, tried, landed = filled
+        kept = len(accuracy) / cfg.baseline_models   # the bin filled (1.0) or not
     else:
-        fit = baselines.train(model, dataset, optimizer=cfg.baseline, lr=cfg.baseline_lr, **common)
-    fitted = np.asarray(fit.fitted, bool)
-    accuracy = np.asarray(fit.test_accuracy, np.float64)[fitted]
-    return {"baseline": cfg.baseline,
+        common = dict(steps=cfg.baseline_steps, seeds=cfg.baseline_runs, init=cfg.baseline_init,
+                      target_loss=hi, logits=cfg.logits)
+        if cfg.baseline == "random_search":
+            fit = baselines.random_search(cell.model, cell.dataset, sigma=cfg.baseline_lr,
+                                          **common)
+        else:
+            fit = baselines.train(cell.model, cell.dataset, optimizer=cfg.baseline,
+                                  lr=cfg.baseline_lr, **common)
+        fitted = np.asarray(fit.fitted, bool)
+        accuracy = np.asarray(fit.test_accuracy)[fitted]
+        loss = np.asarray(fit.train_loss)[fitted]
+        tried, landed, kept = len(fitted), int(fitted.sum()), float(np.mean(fitted))
+    accuracy = np.asarray(accuracy, np.float64)
+    return {**row,
             "baseline_test_accuracy": float(np.mean(accuracy)) if accuracy.size else math.nan,
             "baseline_test_accuracy_stderr": (float(np.std(accuracy, ddof=1)
                                                     / math.sqrt(accuracy.size))
                                               if accuracy.size > 1 else math.nan),
-            "baseline_fitted": float(np.mean(fitted)),
-            "baseline_train_loss": (float(np.mean(np.asarray(fit.train_loss)[fitted]))
-                                    if fitted.any() else math.nan)}
+            "baseline_fitted": kept, "baseline_models": int(accuracy.size),
+            "baseline_tried": int(tried), "baseline_landed": int(landed),
+            "baseline_train_loss": float(np.mean(loss)) if accuracy.size else math.nan}
+
+
+def published_batch_size(cfg, n_train):
+    """The published SGD minibatch: ``min(n_train // 2, baseline_batch_size)``, at least 1
+    (the published code halves its sample count, which for the kink and slab sets is the
+    70/30 total; for them gcsampler takes the training points)."""
+    return max(1, min(n_train // 2, cfg.baseline_batch_size))
 
 
 def table(rows):
-    """Plain-text summary: per training-set size and bin, medians over the seeds of the
-    accepted draws, G&C's test accuracy, the baseline's, and its fitted fraction."""
+    """Plain-text summary per training-set size and bin: accepted draws (total over seeds),
+    G&C's test accuracy and the baseline's, each as the mean over seeds of the per-run means
+    with its 95% interval (Chiang et al.'s statistic) and the median, and the baseline's
+    runs kept of those tried."""
     seeds = len({row["seed"] for row in rows})
-    lines = [f"median over {seeds} seed(s) of each cell's value",
-             f"{'n_train':>7}  {'CE bin':<11}  {'accepted':>9}  {'G&C test acc':>12}  "
-             f"{'baseline test acc':>17}  {'baseline fitted':>15}"]
+    published = any(row.get("baseline_protocol") == "published" for row in rows)
+    kept = "baseline kept/tried" if published else "baseline fit/runs"
+    lines = [f"over {seeds} data seed(s): mean of the per-seed means [95% CI], then the median",
+             f"{'n_train':>7}  {'CE bin':<16}  {'accepted':>9}  {'G&C test acc':>26}  "
+             f"{'baseline test acc':>26}  {kept:>19}"]
     keys = dict.fromkeys((row["n_train"], row["bin_lo"], row["bin_hi"]) for row in rows)
     for n_train, lo, hi in keys:
         cell = [row for row in rows if (row["n_train"], row["bin_lo"], row["bin_hi"]) == (
             n_train, lo, hi)]
-
-        def median(column, spec):
-            band = aggregate.median_iqr(cell, "n_train", column)[0]
-            return format(band.median, spec) if band.n else "none"
-
-        lines.append(f"{n_train:>7}  [{lo:.2f}, {hi:.2f})  {median('accepted', '.4g'):>9}  "
-                     f"{median('gnc_test_accuracy', '.3f'):>12}  "
-                     f"{median('baseline_test_accuracy', '.3f'):>17}  "
-                     f"{median('baseline_fitted', '.0%'):>15}")
+        accepted = sum(int(row["accepted"]) for row in cell)
+        models = sum(int(row.get("baseline_models") or 0) for row in cell)
+        tried = sum(int(row.get("baseline_tried") or 0) for row in cell)
+        lines.append(f"{n_train:>7}  ({lo:g}, {hi:g}]".ljust(25) + f"  {accepted:>9}  "
+                     f"{_mean_and_median(cell, 'gnc_test_accuracy'):>26}  "
+                     f"{_mean_and_median(cell, 'baseline_test_accuracy'):>26}  "
+                     f"{f'{models}/{tried}':>19}")
     return "\n".join(lines)
+
+
+def _mean_and_median(cell, column):
+    """``mean [lo, hi] median`` over the seeds with a value, or 'none'."""
+    (band,) = aggregate.mean_ci(cell, "n_train", column)
+    if not band.n:
+        return "none"
+    (middle,) = aggregate.median_iqr(cell, "n_train", column)
+    interval = f"[{band.q25:.3f}, {band.q75:.3f}]" if band.n > 1 else "[n=1]"
+    return f"{band.median:.3f} {interval} {middle.median:.3f}"
 
 
 def write_results(rows, path):

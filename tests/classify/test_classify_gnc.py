@@ -1,10 +1,13 @@
-"""Classifier G&C: the engine's counts and rows equal a direct evaluation of every draw, do
-not depend on the batch or the row capacity, and its statistics are those of its rows."""
+"""Classifier G&C: the engine's counts and rows equal a direct evaluation of every draw (the
+cross-entropy of its normalized logits by default, or of its raw ones), do not depend on the
+batch or the row capacity, and its statistics are those of its rows. A draw is accepted into
+bin (lo, hi] when it fits every training point and lo < cross-entropy <= hi."""
 
 import json
 import math
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -20,7 +23,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 LOG2_BLOCK = 8
 SAMPLES = 6 * 2**LOG2_BLOCK + 37      # a partial last block
 SEED = 5
-BINS = ((0.0, 0.45), (0.3, 0.5), (0.5, 0.7))   # overlapping: a draw may be in two bins
+# Of normalized logits: overlapping (a draw may be in two bins), and the published "any
+# perfect fit" bin, whose lo is negative.
+BINS = ((0.55, 0.635), (0.62, 0.65), (0.65, 0.7), (-999.0, 999.0))
+RAW_BINS = ((0.0, 0.45), (0.3, 0.5), (0.5, 0.7))   # of raw logits (in the hundreds)
 DATASET = data.kink(4, seed=1)
 MODEL = networks.MLP(2, depth=1, width=10)
 
@@ -38,19 +44,26 @@ def run(**kwargs):
 
 @pytest.fixture(scope="module")
 def direct():
-    """Every draw evaluated one block at a time, straight from its key: (train accuracy,
-    train cross-entropy, test accuracy) per draw."""
+    """Every draw evaluated straight from its key with ``networks.fit``: per logits kind,
+    (train accuracy, train cross-entropy) per draw, and the test accuracy per draw."""
     base = keys.seed_key(SEED)
 
-    def evaluate(key, x, y):
-        return networks.losses(MODEL.apply(networks.sample_params(MODEL, key, "uniform"), x), y)
+    def evaluate(key):
+        params = networks.sample_params(MODEL, key, "uniform")
+        train = {logits: networks.fit(MODEL, params, DATASET.train_x, DATASET.train_y, logits)
+                 for logits in networks.LOGITS}
+        test = networks.fit(MODEL, params, DATASET.test_x, DATASET.test_y)
+        return train, test.accuracy
 
     blocks = -(-SAMPLES // 2**LOG2_BLOCK)
     keys_ = jax.vmap(lambda b: keys.block_keys(base, b, LOG2_BLOCK))(
         np.arange(blocks, dtype=np.uint32)).reshape(-1)[:SAMPLES]
-    train = jax.jit(jax.vmap(lambda k: evaluate(k, DATASET.train_x, DATASET.train_y)))(keys_)
-    test = jax.jit(jax.vmap(lambda k: evaluate(k, DATASET.test_x, DATASET.test_y)))(keys_)
-    return np.asarray(train.accuracy), np.asarray(train.cross_entropy), np.asarray(test.accuracy)
+    train, test_accuracy = jax.jit(jax.vmap(evaluate))(keys_)
+    out = {logits: (np.asarray(fit.accuracy), np.asarray(fit.cross_entropy))
+           for logits, fit in train.items()}
+    np.testing.assert_array_equal(out["normalized"][0], out["raw"][0])
+    out["test_accuracy"] = np.asarray(test_accuracy)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -58,15 +71,22 @@ def reference_run():
     return run()
 
 
-def test_counts_and_rows_equal_direct_evaluation(direct, reference_run):
-    accuracy, loss, test_accuracy = direct
-    result, rows = reference_run
+@pytest.mark.parametrize("logits", networks.LOGITS)
+def test_counts_and_rows_equal_direct_evaluation(logits, direct, reference_run):
+    accuracy, loss = direct[logits]
+    test_accuracy = direct["test_accuracy"]
+    if logits == "normalized":   # the default
+        bins, (result, rows) = BINS, reference_run
+    else:
+        bins, (result, rows) = RAW_BINS, run(bins=RAW_BINS, logits="raw")
     t = result.totals
     perfect = accuracy == 1.0
-    member = np.stack([perfect & (loss >= np.float32(lo)) & (loss < np.float32(hi))
-                       for lo, hi in BINS], axis=1)
+    member = np.stack([perfect & (loss > np.float32(lo)) & (loss <= np.float32(hi))
+                       for lo, hi in bins], axis=1)
     assert (t.drawn, t.nonfinite, t.perfect) == (SAMPLES, 0, int(perfect.sum()))
-    assert np.array_equal(t.accepted, member.sum(0)) and t.accepted.min() > 0
+    assert np.array_equal(t.accepted, member.sum(0)) and t.accepted.min() > 1
+    if logits == "normalized":
+        assert t.accepted[-1] == t.perfect   # (-999, 999]: every perfect fit
     assert np.array_equal(rows["index"], np.nonzero(member.any(1))[0])
     assert np.array_equal(rows["bins"], member[member.any(1)].astype(np.uint8))
     np.testing.assert_allclose(rows["train_loss"], loss[member.any(1)], rtol=1e-6)
@@ -105,11 +125,41 @@ def test_same_bits_for_any_batch(kwargs, reference_run):
         assert rows[name].tobytes() == want_rows[name].tobytes(), name
 
 
-@pytest.mark.parametrize("bins", [[], [(0.5, 0.4)], [(-0.1, 0.2)], [(0.1, math.inf)],
-                                  [(0.1, 0.2, 0.3)]])
+@pytest.mark.parametrize("bins", [[], [(0.5, 0.4)], [(0.3, 0.3)], [(0.1, math.inf)],
+                                  [(-math.inf, 0.1)], [(math.nan, 0.2)], [(0.1, 0.2, 0.3)],
+                                  [(0.1,)], [("a", "b")], [(0.1, None)], "bins",
+                                  [(0.0, 0.1), (0.2, 0.2)]])
 def test_bad_bins(bins):
-    with pytest.raises(ValueError, match="bins must be"):
+    with pytest.raises(ValueError, match=r"^bins must be a non-empty list of \(lo, hi\] "
+                                         r"cross-entropy pairs of finite numbers with lo < hi, "
+                                         r"got ") as error:
         task.check_bins(bins)
+    assert "\n" not in str(error.value)
+
+
+def test_good_bins():
+    bins = task.check_bins([(-999, 999), (-0.1, 0.2), (0, 0.5)])
+    assert bins.dtype == np.float32 and bins.shape == (3, 2)
+    np.testing.assert_array_equal(bins, np.float32([(-999, 999), (-0.1, 0.2), (0, 0.5)]))
+
+
+def test_logits_setting():
+    """The task records its loss kind (normalized by default); another is a one-line error."""
+    for logits in networks.LOGITS:
+        assert task.check_logits(logits) == logits
+        described = task.classify_task(DATASET, MODEL, "uniform", bins=BINS, logits=logits)
+        assert described.describe["logits"] == logits
+    assert task.classify_task(DATASET, MODEL, "uniform", bins=BINS).describe["logits"] == (
+        "normalized")
+    for bad in ("softmax", "Raw", None, 0):
+        message = f"^logits must be one of normalized, raw, got {re.escape(repr(bad))}$"
+        for call in (lambda: task.classify_task(DATASET, MODEL, "uniform", bins=BINS,
+                                                logits=bad),
+                     lambda: task.guess_and_check(DATASET, MODEL, "uniform", bins=BINS,
+                                                  samples=10, logits=bad)):
+            with pytest.raises(ValueError, match=message) as error:
+                call()
+            assert "\n" not in str(error.value)
 
 
 def test_bad_arguments():
@@ -119,13 +169,16 @@ def test_bad_arguments():
         task.guess_and_check(DATASET, networks.MLP(3), "uniform", bins=BINS, samples=10)
 
 
-@pytest.mark.parametrize("sign", [1.0, -1.0])
-def test_acceptance_of_a_hand_made_population(sign):
-    """A prior that draws the same linear classifier every time, logits (3y, -3y) (sign 1):
-    it separates this training set (class 0 above y = 0, class 1 below), so every draw is a
-    perfect fit with a known cross-entropy, and the bins that take all draws and those that
-    take none are known, at their edges too ([lo, hi): lo is in, hi is out). Flipped (sign
-    -1), it misclassifies every point and nothing is accepted."""
+@pytest.mark.parametrize("sign,logits", [(1.0, "normalized"), (1.0, "raw"),
+                                         (-1.0, "normalized")])
+def test_acceptance_of_a_hand_made_population(sign, logits):
+    """A prior that draws the same linear classifier every time, raw logits (3y, -3y) (sign
+    1), normalized ones those over ||W||_F = sqrt(18): it separates this training set (class
+    0 above y = 0, class 1 below), so every draw is a perfect fit with a known cross-entropy,
+    and the bins that take all draws and those that take none are known, at their edges too
+    ((lo, hi]: lo is out, hi is in). The two kinds' losses are far apart, so a bin ending at
+    one does not hold the other. Flipped (sign -1), it misclassifies every point and nothing
+    is accepted, not even in the "any perfect fit" bin."""
     weights = {(2, 2): sign * np.array([[0.0, 0.0], [3.0, -3.0]], np.float32),
                (2,): np.zeros(2, np.float32)}
 
@@ -133,17 +186,20 @@ def test_acceptance_of_a_hand_made_population(sign):
         return jax.numpy.asarray(weights[shape], dtype)
 
     model = networks.MLP(2, depth=0)
-    fit = networks.losses(model.apply((weights[(2, 2)], weights[(2,)]), DATASET.train_x),
-                          DATASET.train_y)
-    loss = float(fit.cross_entropy)
-    assert float(fit.accuracy) == (1.0 if sign > 0 else 0.0)
-    bins = [(0.0, loss), (loss, loss + 1), (loss + 1, 99.0)]
+    params = (weights[(2, 2)], weights[(2,)])
+    fits = {kind: networks.fit(model, params, DATASET.train_x, DATASET.train_y, kind)
+            for kind in networks.LOGITS}
+    loss = float(fits[logits].cross_entropy)
+    other = float(fits["raw" if logits == "normalized" else "normalized"].cross_entropy)
+    assert abs(loss - other) > 0.2
+    assert float(fits[logits].accuracy) == (1.0 if sign > 0 else 0.0)
+    bins = [(loss - 0.2, loss), (loss, loss + 1), (loss + 1, 99.0), (-999.0, 999.0)]
     t = task.guess_and_check(DATASET, model, fixed, bins=bins, samples=1000, seed=0, devices=1,
-                             log2_block=LOG2_BLOCK).totals
+                             log2_block=LOG2_BLOCK, logits=logits).totals
     if sign > 0:
-        assert (t.perfect, t.accepted.tolist()) == (1000, [0, 1000, 0])
+        assert (t.perfect, t.accepted.tolist()) == (1000, [1000, 0, 0, 1000])
     else:
-        assert (t.perfect, t.accepted.tolist()) == (0, [0, 0, 0])
+        assert (t.perfect, t.accepted.tolist()) == (0, [0, 0, 0, 0])
 
 
 DEVICE_SCRIPT = textwrap.dedent("""

@@ -1,6 +1,7 @@
 """Classifier networks against NumPy references, their priors' distributions, and their losses."""
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -8,30 +9,41 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from gcsampler.classify import networks
 from gcsampler.classify.networks import CNN, MLP, lenet, losses, sample_params
 
 ALPHA = 0.01   # false-failure rate of each statistical test
 
 
 def _np_mlp(model, params, x):
+    """Without hidden biases the parameters are every weight, then the logits' bias: the
+    network is the one with zero hidden biases."""
     act = {"relu": lambda h: np.maximum(h, 0), "tanh": np.tanh, "linear": lambda h: h}
     h = x.reshape(len(x), -1).astype(np.float64)
     params = [np.asarray(p, np.float64) for p in params]
+    if model.hidden_biases:
+        weights, biases = params[0::2], params[1::2]
+    else:
+        weights = params[:-1]
+        biases = [np.zeros(w.shape[1]) for w in weights[:-1]] + [params[-1]]
+    assert len(weights) == len(biases) == model.depth + 1
     for layer in range(model.depth):
-        h = act[model.activation](h @ params[2 * layer] + params[2 * layer + 1])
-    return h @ params[-2] + params[-1]
+        h = act[model.activation](h @ weights[layer] + biases[layer])
+    return h @ weights[-1] + biases[-1]
 
 
-def _np_conv_same(x, kernel, bias):
-    """'SAME' convolution (cross-correlation, stride 1, odd kernel) by explicit loops."""
+def _np_conv(x, kernel, bias, padding):
+    """'SAME' or 'VALID' convolution (cross-correlation, stride 1, odd kernel) by explicit
+    loops; 'VALID' keeps only the outputs whose window lies inside the image."""
     n, height, width, _ = x.shape
     k = kernel.shape[0]
-    pad = (k - 1) // 2
+    pad = {"SAME": (k - 1) // 2, "VALID": 0}[padding]
     padded = np.zeros((n, height + 2 * pad, width + 2 * pad, x.shape[3]))
     padded[:, pad:pad + height, pad:pad + width] = x
-    out = np.zeros((n, height, width, kernel.shape[3]))
-    for i in range(height):
-        for j in range(width):
+    out_height, out_width = height + 2 * pad - k + 1, width + 2 * pad - k + 1
+    out = np.zeros((n, out_height, out_width, kernel.shape[3]))
+    for i in range(out_height):
+        for j in range(out_width):
             for di in range(k):
                 for dj in range(k):
                     out[:, i, j] += padded[:, i + di, j + dj] @ kernel[di, dj]
@@ -53,7 +65,7 @@ def _np_cnn(model, params, x):
     h = x.astype(np.float64)
     blocks = len(model.channels)
     for block in range(blocks):
-        h = _np_conv_same(h, params[2 * block], params[2 * block + 1])
+        h = _np_conv(h, params[2 * block], params[2 * block + 1], model.padding)
         h = _np_pool(np.maximum(h, 0), model.pool)
     h = h.reshape(len(h), -1)
     dense = params[2 * blocks:]
@@ -87,15 +99,36 @@ def _member(population, index):
     return [p[index] for p in population]
 
 
-@pytest.mark.parametrize("depth,activation", [(0, "relu"), (1, "relu"), (3, "tanh"),
-                                              (2, "linear")])
-def test_mlp_matches_numpy(depth, activation):
-    model = MLP(2, depth=depth, width=7, activation=activation)
+@pytest.mark.parametrize("depth,activation,hidden_biases", [
+    (0, "relu", True), (1, "relu", True), (3, "tanh", True), (2, "linear", True),
+    (0, "relu", False), (1, "relu", False), (3, "tanh", False)])
+def test_mlp_matches_numpy(depth, activation, hidden_biases):
+    model = MLP(2, depth=depth, width=7, activation=activation, hidden_biases=hidden_biases)
     x = np.random.default_rng(0).uniform(-1, 1, (9, 2)).astype(np.float32)
     params = sample_params(model, jax.random.key(depth))
+    assert [p.shape for p in params] == list(model.param_shapes)
     logits = model.apply(params, x)
     assert logits.shape == (9, 2) and logits.dtype == jnp.float32
     _close(logits, _np_mlp(model, params, x))
+
+
+def test_mlp_without_hidden_biases_is_the_mlp_with_zero_hidden_biases():
+    """Chiang et al.'s MLP (2 -> 10 -> 2, a bias on the logits only): its parameters, and its
+    logits equal to those of the MLP with biases whose hidden biases are 0."""
+    model = MLP(2, depth=1, width=10, hidden_biases=False)
+    assert model.param_shapes == ((2, 10), (10, 2), (2,))
+    assert model.n_params == 42
+    assert model.fan_ins == (2, 10, 10)
+    assert model.weight_indices == (0, 1)
+    deep = MLP(3, depth=2, width=4, hidden_biases=False)
+    assert deep.param_shapes == ((3, 4), (4, 4), (4, 2), (2,))
+    assert deep.fan_ins == (3, 4, 4, 4) and deep.weight_indices == (0, 1, 2)
+    assert MLP(2, depth=0, hidden_biases=False).param_shapes == MLP(2, depth=0).param_shapes
+    w1, w2, b = sample_params(model, jax.random.key(3))
+    x = np.random.default_rng(3).uniform(-1, 1, (6, 2)).astype(np.float32)
+    with_biases = MLP(2, depth=1, width=10)
+    np.testing.assert_array_equal(model.apply((w1, w2, b), x),
+                                  with_biases.apply((w1, jnp.zeros(10), w2, b), x))
 
 
 def test_mlp_flattens_images():
@@ -115,12 +148,38 @@ def test_cnn_matches_numpy(kernel, pool, prior):
     _close(logits, _np_cnn(model, params, x), rtol=1e-4)
 
 
-def test_cnn_odd_sizes_and_channels_match_numpy():
-    model = CNN(in_shape=(7, 9, 2), channels=(2,), dense=(), kernel=3, pool="max")
+@pytest.mark.parametrize("padding,flat_dim", [("SAME", 3 * 4 * 2), ("VALID", 2 * 3 * 2)])
+def test_cnn_odd_sizes_and_channels_match_numpy(padding, flat_dim):
+    # VALID: the 3x3 conv maps 7x9 to 5x7, the pool to 2x3 (dropping the odd row and column).
+    model = CNN(in_shape=(7, 9, 2), channels=(2,), dense=(), kernel=3, pool="max",
+                padding=padding)
     x = np.random.default_rng(3).normal(size=(2, 7, 9, 2)).astype(np.float32)
     params = sample_params(model, jax.random.key(3), "gaussian")
-    assert model.flat_dim == 3 * 4 * 2
+    assert model.flat_dim == flat_dim
+    assert model.param_shapes[-2] == (flat_dim, 2)
     _close(model.apply(params, x), _np_cnn(model, params, x))
+
+
+PUBLISHED_LENET_SHAPES = ((5, 5, 1, 3), (3,), (5, 5, 3, 8), (8,), (128, 60), (60,), (60, 42),
+                          (42,), (42, 2), (2,))
+
+
+def test_published_lenet_on_mnist_matches_numpy():
+    """LeNet at width 0.5 with VALID 5x5 convs on 28x28 images (Chiang et al.'s network):
+    maps 24 -> 12 -> 8 -> 4, 4 * 4 * 8 = 128 features, 11,074 parameters."""
+    model = lenet(in_shape=(28, 28, 1), padding="VALID")
+    assert (model.channels, model.dense, model.padding) == ((3, 8), (60, 42), "VALID")
+    assert model.flat_dim == 128
+    assert model.param_shapes == PUBLISHED_LENET_SHAPES
+    assert model.n_params == 11074
+    assert model.fan_ins == (25, 25, 75, 75, 128, 128, 60, 60, 42, 42)
+    params = sample_params(model, jax.random.key(11))
+    assert [p.shape for p in params] == list(PUBLISHED_LENET_SHAPES)
+    assert sum(p.size for p in params) == 11074
+    x = np.random.default_rng(11).uniform(0, 1, (2, 28, 28, 1)).astype(np.float32)
+    logits = model.apply(params, x)
+    assert logits.shape == (2, 2)
+    _close(logits, _np_cnn(model, params, x), rtol=1e-4)
 
 
 @pytest.mark.parametrize("model", [MLP(2, depth=2, width=6, activation="tanh"), lenet()],
@@ -187,14 +246,19 @@ def test_uniform_prior_is_iid_uniform():
     assert _ks_pvalue(biases, uniform) > ALPHA
 
 
-def test_gaussian_prior_scales_by_fan_in():
+@pytest.mark.parametrize("hidden_biases", [True, False])
+def test_gaussian_prior_scales_by_fan_in(hidden_biases):
     """Every parameter times sqrt(fan_in) passes a KS test against N(0, 1) at level ALPHA, and
-    the same test rejects a 10% scale error (its power on 54,000 draws)."""
-    model = MLP(3, depth=2, width=40)
+    the same test rejects a 10% scale error (its power on 54,000 draws). Without hidden
+    biases the logits' bias is the only one, with the last layer's fan-in."""
+    model = MLP(3, depth=2, width=40, hidden_biases=hidden_biases)
     population = _population(model, 30, 2, "gaussian")
+    assert [p.shape for p in population] == [(30,) + s for s in model.param_shapes]
     scaled = [np.ravel(p) * np.sqrt(fan) for p, fan in zip(population, model.fan_ins)]
-    weights, biases = np.concatenate(scaled[0::2]), np.concatenate(scaled[1::2])
+    weights = np.concatenate([scaled[i] for i in model.weight_indices])
+    biases = np.concatenate([v for i, v in enumerate(scaled) if i not in model.weight_indices])
     assert weights.size == 30 * (3 * 40 + 40 * 40 + 40 * 2)
+    assert biases.size == 30 * ((40 + 40 + 2) if hidden_biases else 2)
     assert _ks_pvalue(weights, "norm") > ALPHA
     assert _ks_pvalue(biases, "norm") > ALPHA
     assert _ks_pvalue(weights * 1.1, "norm") < ALPHA
@@ -251,12 +315,31 @@ def test_bad_prior(prior, error, message):
     (lambda: CNN(pool="min"), "pool must be one of max, avg, got 'min'"),
     (lambda: CNN(in_shape=(8, 8)), r"in_shape must be \(height, width, channels\)"),
     (lambda: CNN(channels=(3, 0)), "every entry of channels must be an integer >= 1"),
-    (lambda: CNN(in_shape=(3, 8, 1)), "in_shape .* is too small for 2 2x2 pools"),
+    (lambda: CNN(in_shape=(3, 8, 1)),
+     r"in_shape \(3, 8, 1\) is too small for 2 SAME 5x5 convs, each followed by a 2x2 pool$"),
+    # VALID 5x5 convs and 2x2 pools: 16 -> 12 -> 6 -> 2 -> 1 fits, 15 -> 11 -> 5 -> 1 -> 0 not.
+    (lambda: CNN(in_shape=(16, 15, 1), padding="VALID"),
+     r"in_shape \(16, 15, 1\) is too small for 2 VALID 5x5 convs"),
+    (lambda: lenet(padding="VALID"), r"in_shape \(8, 8, 1\) is too small for 2 VALID 5x5"),
+    (lambda: CNN(padding="same"), "padding must be one of SAME, VALID, got 'same'$"),
+    (lambda: lenet(padding="FULL"), "padding must be one of SAME, VALID, got 'FULL'$"),
+    (lambda: CNN(padding=None), "padding must be one of SAME, VALID, got None$"),
+    (lambda: MLP(2, hidden_biases=1), "hidden_biases must be True or False, got 1$"),
+    (lambda: MLP(2, hidden_biases="no"), "hidden_biases must be True or False, got 'no'$"),
     (lambda: lenet(width=0), "width must be a number > 0, got 0"),
 ])
 def test_bad_model_arguments(build, message):
-    with pytest.raises(ValueError, match=f"^{message}"):
+    with pytest.raises(ValueError, match=f"^{message}") as error:
         build()
+    assert "\n" not in str(error.value)
+
+
+def test_smallest_valid_input():
+    model = CNN(in_shape=(16, 16, 1), padding="VALID")
+    assert model.flat_dim == 8 and model.param_shapes[4] == (8, 60)
+    shapes = [jax.ShapeDtypeStruct(s, jnp.float32) for s in model.param_shapes]
+    out = jax.eval_shape(model.apply, shapes, jax.ShapeDtypeStruct((3, 16, 16, 1), jnp.float32))
+    assert out.shape == (3, 2)
 
 
 def _np_losses(logits, y):
@@ -298,3 +381,82 @@ def test_population_losses_on_a_separable_problem():
     result = losses(jax.vmap(model.apply, in_axes=(0, None))(params, x), y)
     np.testing.assert_array_equal(result.accuracy, [1.0, 0.0])
     assert result.cross_entropy[0] < np.log(2) < result.cross_entropy[1]
+
+
+def _np_logit_scale(model, params):
+    """The product over the weights (every parameter with more than one axis; biases are
+    vectors) of ||W||_F / divisor, in float64."""
+    divisor = 3.0 if isinstance(model, CNN) else 1.0
+    return np.prod([np.linalg.norm(np.asarray(p, np.float64).ravel()) / divisor
+                    for p in params if np.ndim(p) > 1])
+
+
+FIT_MODELS = [MLP(2, depth=2, width=6), MLP(2, depth=1, width=10, hidden_biases=False), lenet()]
+
+
+@pytest.mark.parametrize("model", FIT_MODELS, ids=["mlp", "mlp-no-hidden-biases", "cnn"])
+def test_logit_scale_and_fit_match_numpy(model):
+    """The scale is the product of the weights' Frobenius norms over the divisor (biases
+    excluded); the normalized fit is the loss of the logits over it, the raw fit that of the
+    logits, and both classify the same points."""
+    assert model.norm_divisor == (3.0 if isinstance(model, CNN) else 1.0)
+    assert len(model.weight_indices) == sum(len(s) > 1 for s in model.param_shapes)
+    shape = (model.in_dim,) if isinstance(model, MLP) else model.in_shape
+    rng = np.random.default_rng(6)
+    x = rng.uniform(0, 1, (5,) + shape).astype(np.float32)
+    y = jnp.asarray(rng.integers(0, 2, 5).astype(np.int32))
+    params = sample_params(model, jax.random.key(6))
+    scale = networks.logit_scale(model, params)
+    assert scale.shape == () and scale.dtype == jnp.float32
+    np.testing.assert_allclose(scale, _np_logit_scale(model, params), rtol=1e-5)
+    logits = model.apply(params, x)
+    normalized = networks.fit(model, params, x, y)
+    raw = networks.fit(model, params, x, y, logits="raw")
+    for got, want in [(normalized, losses(logits / scale, y)), (raw, losses(logits, y)),
+                      (networks.fit(model, params, x, y, "normalized"), normalized)]:
+        np.testing.assert_array_equal(got.accuracy, want.accuracy)
+        np.testing.assert_allclose(got.cross_entropy, want.cross_entropy, rtol=1e-6)
+    np.testing.assert_array_equal(normalized.accuracy, raw.accuracy)
+    np_logits = (_np_mlp if isinstance(model, MLP) else _np_cnn)(model, params, x)
+    accuracy, cross_entropy = _np_losses(np_logits / _np_logit_scale(model, params), y)
+    np.testing.assert_allclose(normalized.cross_entropy, cross_entropy, rtol=1e-4)
+    assert not np.isclose(normalized.cross_entropy, raw.cross_entropy, rtol=1e-3)
+    assert networks.LOGITS == ("normalized", "raw")
+
+
+def test_normalized_logits_ignore_the_scale_of_each_weight():
+    """A ReLU MLP with no hidden biases and a zero logits bias is positively homogeneous in
+    each weight matrix: multiplying one by c > 0 multiplies the logits and the scale by c, so
+    the normalized logits (and the normalized fit) do not change. The raw logits do."""
+    model = MLP(2, depth=2, width=6, hidden_biases=False)
+    rng = np.random.default_rng(8)
+    x = rng.uniform(-1, 1, (7, 2)).astype(np.float32)
+    y = jnp.asarray(rng.integers(0, 2, 7).astype(np.int32))
+
+    def normalized(params):
+        return model.apply(params, x) / networks.logit_scale(model, params)
+
+    for draw in range(3):
+        params = list(sample_params(model, jax.random.key(draw)))
+        params[-1] = jnp.zeros_like(params[-1])
+        base = normalized(params)
+        base_fit = networks.fit(model, params, x, y)
+        for index in model.weight_indices:
+            for c in np.exp(rng.uniform(np.log(1e-2), np.log(1e2), 2)).astype(np.float32):
+                scaled = list(params)
+                scaled[index] = params[index] * c
+                _close(normalized(scaled), base)
+                got = networks.fit(model, scaled, x, y)
+                np.testing.assert_array_equal(got.accuracy, base_fit.accuracy)
+                np.testing.assert_allclose(got.cross_entropy, base_fit.cross_entropy, rtol=1e-5)
+                _close(model.apply(scaled, x), c * model.apply(params, x))
+
+
+@pytest.mark.parametrize("logits", ["softmax", "Raw", None, 1])
+def test_bad_logits(logits):
+    model = MLP(2, depth=0)
+    params = sample_params(model, jax.random.key(0))
+    with pytest.raises(ValueError, match=f"^logits must be one of normalized, raw, got "
+                                         f"{re.escape(repr(logits))}$") as error:
+        networks.fit(model, params, jnp.ones((3, 2)), jnp.zeros(3, jnp.int32), logits)
+    assert "\n" not in str(error.value)
