@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gcsampler.classify import baselines, networks
+from gcsampler.classify.task import check_bins
 
 
 class Batch(NamedTuple):
@@ -36,7 +37,8 @@ class Batch(NamedTuple):
 
     Attributes:
       landed: the run ended in the bin (100% train accuracy and lo < loss <= hi).
-      frozen: it froze at the bin's upper edge (it may have frozen at or below ``lo``).
+      frozen: it ended at 100% train accuracy with a loss at most ``hi``: it froze there (or
+        reached it with its last step), in the bin or at or below ``lo``.
       steps: SGD steps it took.
       train_accuracy, train_loss, test_accuracy: of its final parameters (the loss of its
         ``logits``, in nats).
@@ -74,8 +76,16 @@ def run_batch(model, dataset, *, lr, epochs, batch_size, seeds, bin, init="unifo
     lr = baselines.positive("lr", lr)
     epochs = _count("epochs", epochs)
     batch_size = _count("batch_size", batch_size)
+    steps = epochs * -(-len(dataset.train_y) // batch_size)
+    if steps >= 2**31:
+        raise ValueError(f"epochs must give fewer than 2**31 steps per run, got {epochs!r} "
+                         f"epochs of {steps // epochs} steps")
     seeds = baselines.check_seeds(seeds)
-    lo, hi = (float(edge) for edge in bin)
+    try:
+        ((lo, hi),) = check_bins([bin]).tolist()
+    except (TypeError, ValueError):
+        raise ValueError(f"bin must be a (lo, hi) pair of finite numbers with lo < hi, "
+                         f"got {bin!r}") from None
     baselines.check_init(init)
     if logits not in networks.LOGITS:
         raise ValueError(f"logits must be one of {', '.join(networks.LOGITS)}, got {logits!r}")
@@ -93,6 +103,10 @@ def fill_bin(model, dataset, *, models, runs_per_batch, max_runs, first_seed=0, 
     for name, value in (("models", models), ("runs_per_batch", runs_per_batch),
                         ("max_runs", max_runs)):
         _count(name, value)
+    if (isinstance(first_seed, bool) or not isinstance(first_seed, (int, np.integer))
+            or not 0 <= first_seed <= 2**32 - max_runs - runs_per_batch):
+        raise ValueError(f"first_seed must be an integer from 0 to 2**32 - max_runs - "
+                         f"runs_per_batch, got {first_seed!r}")
     accuracy, loss, tried = [], [], 0
     while sum(map(len, accuracy)) < models and tried < max_runs:
         size = min(runs_per_batch, max_runs - tried)

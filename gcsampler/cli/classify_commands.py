@@ -91,7 +91,11 @@ def classify_config(values):
 
 def _study_settings(values, names):
     """StudyConfig settings from the flags ``names``, parsed (counts, sizes, bins)."""
-    settings = flags.parsed_counts({name: values[name].value for name in names}, "classify")
+    given = {name: values[name].value for name in names}
+    if isinstance(given.get("samples"), str) and "," in given["samples"]:
+        given["samples"] = tuple(flags.parse_count("samples", text, command="classify")
+                                 for text in given["samples"].split(","))
+    settings = flags.parsed_counts(given, "classify")
     try:
         if isinstance(settings.get("n_train"), str):
             settings["n_train"] = tuple(int(v) for v in settings["n_train"].split(","))

@@ -205,7 +205,8 @@ def classify_flag_rows():
         ("bins", "string", bins, "Training cross-entropy bins LO:HI,...; a draw with 100% "
                                  "training accuracy and LO < loss <= HI is accepted into the "
                                  "bin (-999:999: any perfect fit)."),
-        ("samples", "string", str(d.samples), "G&C draws per cell (1e7 is fine)."),
+        ("samples", "string", str(d.samples), "G&C draws per cell (1e7 is fine), or one count "
+                                              "per --n_train value, comma-separated."),
         ("batch", "string", "auto", "Draws per device step ('auto': sized from memory)."),
         ("devices", "string", d.devices, "Local devices to shard draws over: 'all' or a count."),
         ("log2_block", "integer", d.log2_block, "Log2 of the block size."),

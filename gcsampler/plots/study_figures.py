@@ -27,7 +27,9 @@ def plot_study(rows, out_dir, cfg):
     else:
         how = f"{cfg.baseline} stopped at 100% train accuracy below each bin's upper edge"
         short = ""
-    note = (f"{cfg.samples:,} draws per cell, {cfg.seeds} seeds, prior {cfg.prior}, "
+    draws = (", ".join(f"{count:,}" for count in cfg.samples) + " draws per cell (by size)"
+             if isinstance(cfg.samples, tuple) else f"{cfg.samples:,} draws per cell")
+    note = (f"{draws}, {cfg.seeds} seeds, prior {cfg.prior}, "
             f"{cfg.logits} logits; {how}")
     return plot_study_figure(rows, pathlib.Path(out_dir) / "test_accuracy",
                              baseline=cfg.baseline, title=title, note=note, shortfall=short)

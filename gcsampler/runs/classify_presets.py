@@ -29,9 +29,12 @@ _PUBLISHED_MLP = dict(model="mlp", depth=1, hidden_biases=False, prior="uniform"
 PRESETS = {
     "mnist-lenet": ("MNIST pairs (the [mnist] extra), the published LeNet (28x28, VALID, "
                     "11,074 parameters), normalized-loss bins 0.30-0.65, published SGD; "
-                    "CPU-sized: 4 data seeds, 2e5 draws per cell, up to 512 SGD runs per bin",
-                    dict(_MNIST, seeds=4, samples=200_000, baseline_runs=128,
-                         baseline_max_runs=512)),
+                    "CPU-sized: 2 to 16 images (published: to 32), 3 data seeds, 4e3 to 1.2e5 "
+                    "draws per cell, 10 SGD runs kept per bin and seed of at most 64 tried "
+                    "(published: 200 models per cell)",
+                    dict(_MNIST, n_train=(2, 4, 8, 16), seeds=3,
+                         samples=(4_000, 12_000, 40_000, 120_000), baseline_models=10,
+                         baseline_runs=32, baseline_max_runs=64)),
     "kink-published": ("the published kink data (11 points, data seed 0), MLP 2-10-2 without "
                        "hidden biases, any perfect fit, published SGD (lr 0.1, batch 3, 200 "
                        "epochs, fan_out init)",

@@ -78,7 +78,7 @@ class StudyConfig:
     prior: str = "uniform"
     logits: str = "normalized"
     bins: tuple = PAPER_BINS
-    samples: int = 10**6
+    samples: int | tuple = 10**6    # G&C draws per cell, or one count per n_train
     batch: int | None = None
     devices: str = "all"
     log2_block: int = 12
@@ -115,7 +115,12 @@ class StudyConfig:
             kind = "integers >= 1" if step == 1 else "even integers >= 2"
             raise ValueError(f"--n_train must be a list of {kind} for {self.task}, "
                              f"got {self.n_train}")
-        for name in ("seeds", "first_seed", "depth", "width", "samples", "baseline_epochs",
+        counts = self.samples if isinstance(self.samples, tuple) else (self.samples,)
+        if (len(counts) not in (1, len(self.n_train))
+                or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in counts)):
+            raise ValueError(f"--samples must be a positive integer or one per --n_train value "
+                             f"({len(self.n_train)}), got {self.samples!r}")
+        for name in ("seeds", "first_seed", "depth", "width", "baseline_epochs",
                      "baseline_batch_size", "baseline_steps", "baseline_runs",
                      "baseline_models", "baseline_max_runs"):
             value = getattr(self, name)
@@ -124,7 +129,8 @@ class StudyConfig:
                 kind = "non-negative" if low == 0 else "positive"
                 raise ValueError(f"--{name} must be a {kind} "
                                  f"integer, got {value!r}")
-        if (self.first_seed + self.seeds) * len(self.bins) * self.baseline_max_runs >= 2**32:
+        if ((self.first_seed + self.seeds) * len(self.bins) * self.baseline_max_runs
+                + self.baseline_runs >= 2**32):
             raise ValueError("--first_seed, --seeds and --baseline_max_runs are too large: the "
                              "baseline's run seeds must stay below 2**32")
         for name in ("lenet_width", "baseline_lr"):
@@ -137,6 +143,13 @@ class StudyConfig:
             raise ValueError(f"--{err}") from None
         check_loop_settings(self.log2_block, self.devices)
         return self
+
+    def samples_for(self, n_train):
+        """G&C draws of a cell with ``n_train`` training points."""
+        if isinstance(self.samples, tuple):
+            return self.samples[self.n_train.index(n_train)] if len(self.samples) > 1 else \
+                self.samples[0]
+        return self.samples
 
     def network(self, dataset):
         """The model for ``dataset``'s inputs."""
@@ -163,6 +176,8 @@ def load_config(out_dir):
     try:
         values["n_train"] = tuple(values["n_train"])
         values["bins"] = tuple(tuple(pair) for pair in values["bins"])
+        if isinstance(values.get("samples"), list):
+            values["samples"] = tuple(values["samples"])
         return StudyConfig(**values).validate()
     except (KeyError, TypeError, ValueError) as err:
         raise files.RunDirError(f"{path} is not a valid study config ({err})") from None
@@ -196,7 +211,8 @@ def make_cells(cfg):
         for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
             dataset = data.make_dataset(cfg.task, n_train, seed)
             model = cfg.network(dataset)
-            devices_lib.check_batch(cfg.batch, cfg.samples, bytes_per_draw(model, dataset),
+            devices_lib.check_batch(cfg.batch, cfg.samples_for(n_train),
+                                    bytes_per_draw(model, dataset),
                                     log2_block=cfg.log2_block, name="--batch")
             found.append(Cell(n_train, seed, dataset, model))
     return found
@@ -219,12 +235,13 @@ def run(cfg, out_dir, stream=None, cells=None, *, resume=False,
 
     if not resume:
         distributed.together(team, create)
-    show = progress.SweepProgress(cfg.samples * len(todo), len(todo), stream)
+    show = progress.SweepProgress(sum(cfg.samples_for(cell.n_train) for cell in todo),
+                                  len(todo), stream)
     rows = []
     for cell in todo:
         rows += run_cell(cfg, cell, out_dir, show.for_cell(cell.name), stream,
                          checkpoint_every)
-        show.finish_cell(cfg.samples)
+        show.finish_cell(cfg.samples_for(cell.n_train))
         if team.leader:
             write_results(rows, out_dir / RESULTS_FILE)
     distributed.leave()
@@ -241,7 +258,8 @@ def run_cell(cfg, cell, out_dir, on_progress, stream, checkpoint_every=DEFAULT_E
         return [{k: math.nan if v is None else v for k, v in row.items()}
                 for row in found["rows"]]
     task = classify_task(cell.dataset, cell.model, cfg.prior, bins=cfg.bins, logits=cfg.logits)
-    settings = rejection_run.LoopSettings(cfg.samples, cell.seed, cfg.batch, cfg.devices,
+    settings = rejection_run.LoopSettings(cfg.samples_for(cell.n_train), cell.seed, cfg.batch,
+                                          cfg.devices,
                                           cfg.log2_block)
     config = {"method": rejection_run.METHOD.name, "settings": settings._asdict(),
               "task": task.describe, "resume": f"`gcsampler classify --resume {out_dir}`"}
@@ -329,7 +347,9 @@ def table(rows):
     seeds = len({row["seed"] for row in rows})
     published = any(row.get("baseline_protocol") == "published" for row in rows)
     kept = "baseline kept/tried" if published else "baseline fit/runs"
-    lines = [f"over {seeds} data seed(s): mean of the per-seed means [95% CI], then the median",
+    logits = " and ".join(sorted({str(row.get("logits", "raw")) for row in rows}))
+    lines = [f"bins of the {logits} logits' train cross-entropy; over {seeds} data seed(s): "
+             f"mean of the per-seed means [95% CI], then the median",
              f"{'n_train':>7}  {'CE bin':<16}  {'accepted':>9}  {'G&C test acc':>26}  "
              f"{'baseline test acc':>26}  {kept:>19}"]
     keys = dict.fromkeys((row["n_train"], row["bin_lo"], row["bin_hi"]) for row in rows)
