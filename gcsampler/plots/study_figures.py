@@ -29,7 +29,7 @@ def plot_study(rows, out_dir, cfg):
         short = ""
     draws = (", ".join(f"{count:,}" for count in cfg.samples) + " draws per cell (by size)"
              if isinstance(cfg.samples, tuple) else f"{cfg.samples:,} draws per cell")
-    note = (f"{draws}, {cfg.seeds} seeds, prior {cfg.prior}, "
+    note = (f"{draws}, {cfg.seeds} seed{'s' * (cfg.seeds != 1)}, prior {cfg.prior}, "
             f"{cfg.logits} logits; {how}")
     return plot_study_figure(rows, pathlib.Path(out_dir) / "test_accuracy",
                              baseline=cfg.baseline, title=title, note=note, shortfall=short)
@@ -51,7 +51,7 @@ def study_figure(rows, *, baseline, title="", note="", shortfall=""):
     bins = list(dict.fromkeys((row["bin_lo"], row["bin_hi"]) for row in rows))
     columns = min(4, len(bins))
     grid = (-(-len(bins) // columns), columns)
-    fig, axes = plt.subplots(*grid, figsize=(3.2 * grid[1], 2.6 * grid[0] + 1.6),
+    fig, axes = plt.subplots(*grid, figsize=(max(3.2 * grid[1], 6.4), 2.6 * grid[0] + 1.6),
                              sharex=True, sharey=True, squeeze=False, layout="constrained")
     series = [(aggregate.Series("G&C", "gnc_test_accuracy", empty="no draw in the bin"),
                {"color": "red", "marker": "o"})]

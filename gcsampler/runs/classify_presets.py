@@ -37,14 +37,17 @@ PRESETS = {
                          baseline_runs=32, baseline_max_runs=64)),
     "kink-published": ("the published kink data (11 points, data seed 0), MLP 2-10-2 without "
                        "hidden biases, any perfect fit, published SGD (lr 0.1, batch 3, 200 "
-                       "epochs, fan_out init)",
+                       "epochs, fan_out init); CPU-sized: 1e6 draws, 1,000 SGD runs kept of at "
+                       "most 4,000 tried (published: 500,000 G&C and 50,000 SGD models)",
                        dict(_PUBLISHED_MLP, task="published_kink", n_train=(11,), seeds=1,
                             width=10, samples=10**6, baseline="sgd",
                             baseline_protocol="published", baseline_lr=0.1,
                             baseline_epochs=200, baseline_batch_size=3, baseline_init="fan_out",
                             baseline_models=1000, baseline_runs=1000, baseline_max_runs=4000)),
     "slab-published": ("the published slab data (140 points, a new data seed per run from 100), "
-                       "MLP 2-40-2 without hidden biases, any perfect fit, G&C only",
+                       "MLP 2-40-2 without hidden biases, any perfect fit, G&C only; CPU-sized: "
+                       "8 data seeds of 1e6 draws, every accepted draw kept (published: 10,000 "
+                       "seeds of one accepted draw)",
                        dict(_PUBLISHED_MLP, task="published_slab", n_train=(140,), seeds=8,
                             first_seed=100, width=40, samples=10**6, baseline="none")),
     "kink-mlp": ("the balanced 2-D kink generator, MLP with one hidden layer of 10 units, "

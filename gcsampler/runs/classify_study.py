@@ -48,7 +48,8 @@ from gcsampler.runs.config import check_loop_settings
 MODELS = ("mlp", "linear", "lenet")
 BASELINES = ("sgd", "adam", "random_search", "none")
 PROTOCOLS = ("published", "full_batch")
-# Tasks split as published (the first 70% of a shuffled set), so of any training-set size.
+# Tasks split as published (the first 70% of a shuffled set), so of any training-set size
+# from 3 (fewer would leave no test point).
 UNBALANCED_TASKS = ("published_kink", "published_slab")
 RESULTS_FILE = "results.csv"
 STUDY_FILE = "study.json"
@@ -109,10 +110,10 @@ class StudyConfig:
                              f"(the published protocol is minibatch SGD)")
         if not isinstance(self.hidden_biases, bool):
             raise ValueError(f"--hidden_biases must be true or false, got {self.hidden_biases!r}")
-        smallest, step = (1, 1) if self.task in UNBALANCED_TASKS else (2, 2)
+        smallest, step = (3, 1) if self.task in UNBALANCED_TASKS else (2, 2)
         if not self.n_train or any(not isinstance(n, int) or n < smallest or n % step
                                    for n in self.n_train):
-            kind = "integers >= 1" if step == 1 else "even integers >= 2"
+            kind = "integers >= 3" if step == 1 else "even integers >= 2"
             raise ValueError(f"--n_train must be a list of {kind} for {self.task}, "
                              f"got {self.n_train}")
         counts = self.samples if isinstance(self.samples, tuple) else (self.samples,)
@@ -129,7 +130,8 @@ class StudyConfig:
                 kind = "non-negative" if low == 0 else "positive"
                 raise ValueError(f"--{name} must be a {kind} "
                                  f"integer, got {value!r}")
-        if ((self.first_seed + self.seeds) * len(self.bins) * self.baseline_max_runs
+        if (self.baseline != "none" and self.baseline_protocol == "published"
+                and (self.first_seed + self.seeds) * len(self.bins) * self.baseline_max_runs
                 + self.baseline_runs >= 2**32):
             raise ValueError("--first_seed, --seeds and --baseline_max_runs are too large: the "
                              "baseline's run seeds must stay below 2**32")
@@ -158,7 +160,10 @@ class StudyConfig:
             if len(in_shape) != 3:
                 raise ValueError(f"--model lenet needs image inputs; {self.task} has inputs of "
                                  f"shape {in_shape}")
-            return networks.lenet(self.lenet_width, in_shape=in_shape, padding=self.padding)
+            try:
+                return networks.lenet(self.lenet_width, in_shape=in_shape, padding=self.padding)
+            except ValueError as err:
+                raise ValueError(f"--padding {self.padding}: {err}") from None
         depth = 0 if self.model == "linear" else self.depth
         return networks.MLP(math.prod(in_shape), depth=depth, width=self.width,
                             activation=self.activation, hidden_biases=self.hidden_biases)

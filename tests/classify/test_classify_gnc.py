@@ -243,3 +243,22 @@ def test_same_bits_on_1_2_and_4_devices(tmp_path, reference_run):
         assert out[devices]["n_devices"] == int(devices)
         assert out[devices]["totals"] == want
         assert out[devices]["rows"] == [rows[name].tobytes().hex() for name in task.ROW_FIELDS]
+
+
+def test_many_training_points_give_the_same_bits_for_any_batch():
+    """A draw's loss is a sum over its training points: with 140 of them, XLA's own
+    reduction order changed with the draws evaluated at once (the last bits of some
+    accepted losses differed between batch 64 and 4096); the fixed-order sum keeps them."""
+    dataset = data.published_slab(140, 100)
+    model = networks.MLP(2, depth=1, width=40, hidden_biases=False)
+    found = {}
+    for batch in (64, 4096):
+        rows = []
+        task.guess_and_check(dataset, model, "uniform", bins=[(-999, 999)], samples=16384,
+                             seed=3, batch=batch, devices=1, log2_block=12,
+                             on_rows=lambda index, loss, accuracy, bins: rows.append(
+                                 (index, loss)))
+        found[batch] = [np.concatenate(column) for column in zip(*rows)]
+    assert len(found[64][0]) >= 20
+    for small, large in zip(found[64], found[4096]):
+        np.testing.assert_array_equal(small, large)

@@ -2,6 +2,8 @@
 two processes it runs, to the results of one uninterrupted process, bit for bit."""
 
 import csv
+import dataclasses
+import hashlib
 import os
 import pathlib
 import signal
@@ -16,12 +18,13 @@ import pytest
 
 from gcsampler import cli
 from gcsampler.classify.task import ROW_FIELDS
-from gcsampler.runs import accepted, checkpoint, files
+from gcsampler.runs import accepted, checkpoint, classify_study, files
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+# The published baseline (the default), with few short runs so that it takes little time.
 FLAGS = ["--task", "kink", "--n_train", "2,4", "--seeds", "1", "--bins", "0.3:0.5,0.5:0.7",
-         "--samples", "20000", "--log2_block", "8", "--batch", "256", "--baseline_steps", "50",
-         "--baseline_runs", "2"]
+         "--samples", "20000", "--log2_block", "8", "--batch", "256", "--baseline_runs", "8",
+         "--baseline_models", "2", "--baseline_max_runs", "16", "--baseline_epochs", "5"]
 CELLS = ("n_train=2/seed=0", "n_train=4/seed=0")
 TIMES = ("gnc_seconds", "baseline_seconds")
 
@@ -63,6 +66,7 @@ def rows(out, processes=1):
 
 def assert_same_study(out, reference, processes=1):
     assert results(out) == results(reference)
+    assert {row["baseline_protocol"] for row in results(reference)} == {"published"}
     got, want = rows(out, processes), rows(reference)
     for cell in CELLS:
         for name in ROW_FIELDS:
@@ -98,6 +102,10 @@ def test_a_killed_study_resumes_to_the_same_results(reference, tmp_path, capsys)
         cli.main(["classify", "--resume", str(out), "--samples", "30000"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "cannot resume" in err and err.count("\n") == 1, err
+    with pytest.raises(SystemExit) as exit_info:   # the bins' logits are a setting too
+        cli.main(["classify", "--resume", str(out), "--logits", "raw"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--logits=raw" in err and err.count("\n") == 1, err
     assert cli.main(["classify", "--resume", str(out), "--batch", "512",
                      "--checkpoint_every", "0"]) == 0
     assert "results:" in capsys.readouterr().out
@@ -124,3 +132,37 @@ def test_two_processes_give_the_results_of_one(reference, tmp_path):
     assert "results:" in outputs[0][0] and "process 1 of 2: done" in outputs[1][0]
     assert files.read_json(out / "cells" / CELLS[0] / "config.json")["processes"] == 2
     assert_same_study(out, reference, processes=2)
+
+
+# StudyConfig fields an earlier gcsampler (raw-logit [lo, hi) bins, full-batch baseline) did
+# not have, so did not write to study.json.
+NEWER_FIELDS = ("first_seed", "hidden_biases", "padding", "logits", "baseline_protocol",
+                "baseline_epochs", "baseline_batch_size", "baseline_models", "baseline_max_runs")
+
+
+def snapshot(root):
+    return {str(path): "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in pathlib.Path(root).rglob("*")}
+
+
+@pytest.mark.parametrize("dropped", [NEWER_FIELDS, ("logits",)])
+def test_a_study_made_by_an_earlier_version_is_refused(dropped, tmp_path, capsys, monkeypatch):
+    study = tmp_path / "study"
+    (study / "cells" / "n_train=2" / "seed=0").mkdir(parents=True)
+    settings = dataclasses.asdict(classify_study.StudyConfig(n_train=(2,), seeds=1))
+    files.write_json(study / classify_study.STUDY_FILE,
+                     {k: v for k, v in settings.items() if k not in dropped})
+    (study / classify_study.RESULTS_FILE).write_text("task,model\n")
+    before = snapshot(tmp_path)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["classify", "--resume", str(study)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1, err
+    assert "earlier gcsampler" in err and "start a new study" in err, err
+    assert capsys.readouterr().out == ""
+    assert snapshot(tmp_path) == {**before, str(work): "dir"}   # nothing written
+    with pytest.raises(files.RunDirError, match="earlier gcsampler"):
+        classify_study.load_config(study)

@@ -17,8 +17,8 @@ from gcsampler.core import devices, loop
 from gcsampler.factorization import splitting
 from gcsampler.runs import classify_study, files
 
-# One line per bad command line: the arguments ({run}, {sweep}, {study}, {file} and
-# {inputs} are the places the fixture makes) and what the message must name.
+# One line per bad command line: the arguments ({run}, {sweep}, {study}, {old_study},
+# {file} and {inputs} are the places the fixture makes) and what the message must name.
 BAD_INVOCATIONS = [
     # no command, unknown command or flag
     ("", "COMMAND"),
@@ -240,18 +240,30 @@ BAD_INVOCATIONS = [
     ("classify --n_train 2,x", "--n_train"),
     ("classify --n_train 0", "--n_train"),
     ("classify --n_train ''", "--n_train"),
+    ("classify --task mnist --n_train 3", "--n_train"),   # balanced classes: even sizes
+    ("classify --task published_kink --n_train 2", "--n_train"),
+    ("classify --task published_slab --n_train 1", "--n_train"),
+    ("classify --task digits --model lenet --padding VALID", "--padding"),
     ("classify --seeds 0", "--seeds"),
     ("classify --seeds x", "--seeds"),
+    ("classify --first_seed -1", "--first_seed"),
+    ("classify --first_seed x", "--first_seed"),
+    ("classify --first_seed 4294967295", "--first_seed"),
     ("classify --model nope", "--model"),
     ("classify --model lenet", "--model lenet"),
     ("classify --depth -1", "--depth"),
     ("classify --width 0", "--width"),
     ("classify --activation nope", "--activation"),
+    ("classify --hidden_biases=maybe", "--hidden_biases"),
+    ("classify --nohidden_biases=1", "--hidden_biases"),
     ("classify --lenet_width 0", "--lenet_width"),
     ("classify --lenet_width nan", "--lenet_width"),
+    ("classify --padding same", "--padding"),
     ("classify --prior nope", "--prior"),
+    ("classify --logits nope", "--logits"),
     ("classify --bins x", "--bins"),
     ("classify --bins 0.5:0.4", "--bins"),
+    ("classify --bins 0.3:0.3", "--bins"),   # (lo, hi] needs lo < hi
     ("classify --bins ''", "--bins"),
     ("classify --samples 0", "--samples"),
     ("classify --samples 1.5", "--samples"),
@@ -263,16 +275,32 @@ BAD_INVOCATIONS = [
     ("classify --log2_block 3", "--log2_block"),
     ("classify --log2_block 40", "--log2_block"),
     ("classify --baseline nope", "--baseline"),
+    ("classify --baseline adam", "--baseline adam needs --baseline_protocol full_batch"),
+    ("classify --baseline random_search",
+     "--baseline random_search needs --baseline_protocol full_batch"),
+    ("classify --baseline_protocol nope", "--baseline_protocol"),
+    ("classify --baseline_protocol published --baseline adam", "--baseline_protocol full_batch"),
     ("classify --baseline_lr 0", "--baseline_lr"),
     ("classify --baseline_lr nan", "--baseline_lr"),
+    ("classify --baseline_epochs 0", "--baseline_epochs"),
+    ("classify --baseline_epochs x", "--baseline_epochs"),
+    ("classify --baseline_batch_size 0", "--baseline_batch_size"),
     ("classify --baseline_steps 0", "--baseline_steps"),
     ("classify --baseline_runs 0", "--baseline_runs"),
+    ("classify --baseline_models 0", "--baseline_models"),
+    ("classify --baseline_models -1", "--baseline_models"),
+    ("classify --baseline_max_runs 0", "--baseline_max_runs"),
+    ("classify --baseline_max_runs 1e9", "--baseline_max_runs"),
     ("classify --baseline_init nope", "--baseline_init"),
     ("classify --out=", "--out"),
     ("classify --n_train 2 --seeds 1 --samples 1e3 --out {study}", "already exists"),
     ("classify --resume does/not/exist", "not a gcsampler classify study"),
     ("classify --resume {run}", "not a gcsampler classify study"),
     ("classify --resume {study} --seeds 3", "--seeds=3"),
+    ("classify --resume {study} --logits raw", "--logits=raw"),
+    ("classify --resume {study} --baseline_protocol full_batch",
+     "--baseline_protocol=full_batch"),
+    ("classify --resume {old_study}", "earlier gcsampler"),
     ("classify --resume {study} --out x", "--out and --preset cannot be combined"),
     ("classify --resume {study} --preset kink-mlp", "--out and --preset cannot be combined"),
     ("classify --resume {study} --devices 99", "--devices"),
@@ -356,6 +384,11 @@ def places(tmp_path_factory):
     (base / "study").mkdir()
     files.write_json(base / "study" / classify_study.STUDY_FILE,
                      dataclasses.asdict(classify_study.StudyConfig()))
+    # a study made by an earlier gcsampler: its study.json has no "logits"
+    (base / "old_study").mkdir()
+    files.write_json(base / "old_study" / classify_study.STUDY_FILE,
+                     {k: v for k, v in dataclasses.asdict(classify_study.StudyConfig()).items()
+                      if k != "logits"})
     (base / "file").write_text("a file\n")
     inputs = base / "inputs"
     inputs.mkdir()
@@ -365,7 +398,8 @@ def places(tmp_path_factory):
     (inputs / "b.flags").write_text(f"--flagfile={inputs / 'a.flags'}\n")
     (inputs / "width0.flags").write_text("# a bad width\n--width=0\n")
     return {"base": base, "run": base / "run", "sweep": base / "sweep",
-            "study": base / "study", "file": base / "file", "inputs": inputs}
+            "study": base / "study", "old_study": base / "old_study", "file": base / "file",
+            "inputs": inputs}
 
 
 def _snapshot(*roots):

@@ -261,9 +261,45 @@ def test_study_figure(plots):
     texts = [text.get_text() for text in legend.get_texts()]
     assert {"G&C", "SGD", "chance (0.5)", "G&C: no draw in the bin (n=0)",
             "hollow: not every SGD run reached\n100% train accuracy (fit k/N seeds)"} == set(texts)
-    assert legend.get_title().get_text().startswith("points: median over 3 seeds")
+    # the points are Chiang et al.'s statistic: the mean over seeds of each seed's mean
+    assert legend.get_title().get_text() == ("points: mean over 3 seeds of each seed's mean\n"
+                                             "bars: 95% confidence interval")
     first = fig.axes[0]
     assert axis_markers(first) == [[4.0]]
     assert hollow_points(first) == [([4.0], [0.6])]
     assert [text.get_text() for text in first.texts if text.get_text()[0] in "nf"] == [
         "n=2/3", "n=2/3", "fit 1/3"]
+
+
+def test_study_figure_published_baseline_mean_and_shortfall(plots):
+    # 3 seeds whose mean (0.7) is not their median (0.6); the published baseline's bin was
+    # left short for one seed at n_train=4 (baseline_fitted: kept / asked < 1)
+    rows = [{"bin_lo": 0.3, "bin_hi": 0.35, "n_train": n, "seed": seed,
+             "gnc_test_accuracy": [0.5, 0.6, 1.0][seed],
+             "baseline_test_accuracy": [0.55, 0.65, 0.9][seed],
+             "baseline_fitted": 0.5 if (n, seed) == (4, 0) else 1.0}
+            for n in (2, 4) for seed in range(3)]
+    short = ("fewer than 20 SGD runs landed\nin the bin for some seed (fit k/N: seeds whose "
+             "bin filled)")
+    fig = plots.study_figure(rows, baseline="sgd", shortfall=short)
+    (ax,) = [ax for ax in fig.axes if ax.get_visible()]
+    half = stats_t_half([0.5, 0.6, 1.0])
+    points = {line.get_marker(): line for line in ax.lines if line.get_marker() in "os"
+              and line.get_markerfacecolor() != "white"}
+    assert list(points["o"].get_ydata()) == pytest.approx([0.7, 0.7])   # G&C: the mean
+    assert list(points["s"].get_ydata()) == pytest.approx([0.7, 0.7])   # SGD: the mean
+    bars = [segment for collection in ax.collections for segment in collection.get_segments()]
+    assert any(segment[:, 1].tolist() == pytest.approx([0.7 - half, 0.7 + half])
+               for segment in bars)   # the 95% interval of the mean
+    assert hollow_points(ax) == [([4.0], [pytest.approx(0.7)])]
+    assert [text.get_text() for text in ax.texts] == ["fit 2/3"]
+    (legend,) = fig.legends
+    assert f"hollow: {short}" in [text.get_text() for text in legend.get_texts()]
+
+
+def stats_t_half(values):
+    """The half-width of the Student-t 95% interval of the mean of ``values``."""
+    from scipy import stats
+    values = np.asarray(values)
+    return (stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1)
+            / math.sqrt(values.size))
