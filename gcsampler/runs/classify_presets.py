@@ -26,6 +26,12 @@ _MNIST = dict(task="mnist", model="lenet", lenet_width=0.5, padding="VALID", pri
 _PUBLISHED_MLP = dict(model="mlp", depth=1, hidden_biases=False, prior="uniform",
                       logits="normalized", bins=ANY_FIT)
 
+# gcsampler's own earlier classifier study: bins of the raw logits' cross-entropy and 8
+# full-batch SGD runs per bin from PyTorch's init, stopped below the bin's upper edge.
+_RAW_FULL_BATCH = dict(logits="raw", baseline="sgd", baseline_protocol="full_batch",
+                       baseline_lr=0.1, baseline_steps=10_000, baseline_runs=8,
+                       baseline_init="pytorch")
+
 PRESETS = {
     "mnist-lenet": ("MNIST pairs (the [mnist] extra), the published LeNet (28x28, VALID, "
                     "11,074 parameters), normalized-loss bins 0.30-0.65, published SGD; "
@@ -50,25 +56,23 @@ PRESETS = {
                        "seeds of one accepted draw)",
                        dict(_PUBLISHED_MLP, task="published_slab", n_train=(140,), seeds=8,
                             first_seed=100, width=40, samples=10**6, baseline="none")),
-    "kink-mlp": ("the balanced 2-D kink generator, MLP with one hidden layer of 10 units, "
-                 "2 to 20 training points",
-                 dict(task="kink", model="mlp", depth=1, width=10, n_train=tuple(range(2, 21, 2)))),
-    "slabs-mlp": ("the 2-D slabs set, MLP with one hidden layer of 10 units, 2 to 20 points",
-                  dict(task="slabs", model="mlp", depth=1, width=10,
+    "kink-mlp": ("the balanced 2-D kink generator, MLP 2-10-2 with biases, 2 to 20 training "
+                 "points; raw-logit bins and full-batch SGD (gcsampler's own study)",
+                 dict(_RAW_FULL_BATCH, task="kink", model="mlp", depth=1, width=10,
+                      n_train=tuple(range(2, 21, 2)))),
+    "slabs-mlp": ("the balanced 2-D slabs generator, MLP 2-10-2 with biases, 2 to 20 points; "
+                  "raw-logit bins and full-batch SGD (gcsampler's own study)",
+                  dict(_RAW_FULL_BATCH, task="slabs", model="mlp", depth=1, width=10,
                        n_train=tuple(range(2, 21, 2)))),
     "digits-lenet": ("digits 0 vs 1 (scikit-learn's 8x8 images), LeNet at width 0.5, 2 to 32 "
-                     "training images, raw-logit bins where its perfect fits lie, full-batch "
-                     "SGD",
-                     dict(task="digits", model="lenet", lenet_width=0.5, samples=200_000,
-                          n_train=(2, 4, 8, 16, 32), logits="raw", bins=LOW_BINS,
-                          baseline_protocol="full_batch", baseline_lr=0.1,
-                          baseline_init="pytorch")),
-    "digits-mlp": ("digits 0 vs 1, MLP with one hidden layer of 10 units, 2 to 32 images, "
-                   "raw-logit bins, full-batch SGD",
-                   dict(task="digits", model="mlp", depth=1, width=10, samples=500_000,
-                        n_train=(2, 4, 8, 16, 32), logits="raw", bins=LOW_BINS,
-                        baseline_protocol="full_batch", baseline_lr=0.1,
-                        baseline_init="pytorch")),
+                     "training images; raw-logit bins where its perfect fits lie and full-batch "
+                     "SGD (gcsampler's own study)",
+                     dict(_RAW_FULL_BATCH, task="digits", model="lenet", lenet_width=0.5,
+                          samples=200_000, n_train=(2, 4, 8, 16, 32), bins=LOW_BINS)),
+    "digits-mlp": ("digits 0 vs 1, MLP 2-10-2 with biases, 2 to 32 images; raw-logit bins "
+                   "and full-batch SGD (gcsampler's own study)",
+                   dict(_RAW_FULL_BATCH, task="digits", model="mlp", depth=1, width=10,
+                        samples=500_000, n_train=(2, 4, 8, 16, 32), bins=LOW_BINS)),
 }
 
 

@@ -232,7 +232,7 @@ def test_presets_resolve(capsys):
     (["--n_train", "2,x"], "--n_train must be comma-separated"),
     (["--n_train", "5000"], "n_train must be an even integer from 2 to 3998"),
     (["--task", "mnist", "--n_train", "3"], "--n_train must be a list of even integers"),
-    (["--task", "published_kink", "--n_train", "2"], "n_train must be an integer from 3"),
+    (["--task", "published_kink", "--n_train", "2"], "--n_train must be a list of integers >= 3 for published_kink"),
     (["--bins", "0.5:0.3"], "--bins must be"),
     (["--bins", "0.3:0.3"], "--bins must be"),
     (["--bins", "abc"], "--bins must be LO:HI"),
