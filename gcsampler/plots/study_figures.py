@@ -9,7 +9,7 @@ import textwrap
 
 from gcsampler.plots.common import _draw_series, _legend, _shift, _y_scale, pyplot, save_figure
 
-MEAN_CI = ("mean over {count} of each seed's mean", "95% confidence interval")
+MEAN_CI = ("mean over {count} of each seed's mean", "95% confidence interval (cut at 0 and 1)")
 from gcsampler.runs import aggregate
 
 
@@ -89,6 +89,7 @@ def study_figure(rows, *, baseline, title="", note="", shortfall=""):
     for ax in axes[:, 0]:
         ax.set_ylabel("test accuracy")
     _y_scale(axes.flat[0], False)
+    axes.flat[0].set_ylim(-0.02, 1.02)   # accuracies; a few seeds' t-intervals reach beyond
     _legend(fig, axes.flat[:len(bins)], entries, seeds, MEAN_CI, loc="outside lower center",
             ncols=3)
     width = int(fig.get_figwidth() * 12)  # characters of a medium-sized line

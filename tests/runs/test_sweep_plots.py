@@ -263,7 +263,7 @@ def test_study_figure(plots):
             "hollow: not every SGD run reached\n100% train accuracy (fit k/N seeds)"} == set(texts)
     # the points are Chiang et al.'s statistic: the mean over seeds of each seed's mean
     assert legend.get_title().get_text() == ("points: mean over 3 seeds of each seed's mean\n"
-                                             "bars: 95% confidence interval")
+                                             "bars: 95% confidence interval (cut at 0 and 1)")
     first = fig.axes[0]
     assert axis_markers(first) == [[4.0]]
     assert hollow_points(first) == [([4.0], [0.6])]
