@@ -197,7 +197,12 @@ class _Programs(NamedTuple):
 @functools.lru_cache(maxsize=16)
 def _programs(model, prior, latent_name, move, survival, particles, n_train, devices,
               use_fiber, use_rotation):
-    """The jitted, replicate-sharded init, level and matrix programs (cached)."""
+    """The jitted, replicate-sharded init, level and matrix programs (cached).
+
+    A device maps over its replicates one at a time (``lax.map``, not ``vmap``): each
+    replicate is then computed with the same shapes however many share a device, so its
+    bits do not depend on the device or process count (vmapped, XLA rounded differently
+    for different replicate counts, and an elliptical slice could take one more step)."""
     coords = latent.make_latent(model, prior, latent_name)
     matrix = latent.normalized(coords, prior)
     evaluate = make_evaluate(matrix, n_train)
@@ -214,18 +219,19 @@ def _programs(model, prior, latent_name, move, survival, particles, n_train, dev
         def one(key):
             return init(key, lambda z: evaluate(z, ops, labels), particles, coords.dim,
                         kernels(ops, labels))
-        return jax.vmap(one)(keys_)
+        return jax.lax.map(one, keys_)
 
     def level_all(keys_, state, ops, labels, eps, edges, least, most, target):
         level_fn = build_level(kernels(ops, labels), matrix, survival)
 
-        def one(key, state):
+        def one(key_and_state):
+            key, state = key_and_state
             return level_fn(key, state, lambda z: evaluate(z, ops, labels), eps, edges,
                             (least, most, target))
-        return jax.vmap(one)(keys_, state)
+        return jax.lax.map(one, (keys_, state))
 
     def matrices_all(z):
-        return jax.vmap(jax.vmap(matrix))(z)
+        return jax.lax.map(jax.vmap(matrix), z)
 
     def sharded(fn, in_specs, out_specs):
         # Replicates are independent: no collective, so no replication check is needed

@@ -362,28 +362,22 @@ SPLITTING_FLAGS = ["--method", "splitting", "--eps", "0.05", "--particles", "64"
                    "--replicates", "3", "--moves", "3", "--seed", "4", "--nogd"]
 SPLITTING_CFG = config.RunConfig(method="splitting", eps=0.05, particles=64, replicates=3,
                                  moves="3", seed=4, gd=False, devices="1")
-# The processes run 2 and 1 replicates, one process all 3: XLA rounds float32 arithmetic
-# differently for different batch shapes, so values agree to rounding, not bits (about
-# 1e-7 relative per operation; matrix entries, sums with cancellation, relative to the
-# largest entry). Every count and decision (kills, moves, accepted particles) is identical.
-ROUNDING = 1e-4
+# The processes run 2 and 1 replicates, one process all 3. Each replicate is computed on
+# its own, with the same shapes however many replicates a device holds, so every value is
+# the same bits (vmapped over replicates, XLA's rounding changed with the batch shape, and
+# on some CPUs an elliptical slice then took one more evaluation).
 
 
-def assert_equal_to_rounding(got, want, where):
+def assert_same_bits(got, want, where):
     if isinstance(want, dict):
         assert got.keys() == want.keys(), where
         for key in want:
             if key not in NOT_RESULTS:
-                assert_equal_to_rounding(got[key], want[key], f"{where}.{key}")
+                assert_same_bits(got[key], want[key], f"{where}.{key}")
         return
     got, want = np.asarray(got), np.asarray(want)
     assert got.shape == want.shape and got.dtype == want.dtype, where
-    if np.issubdtype(want.dtype, np.floating):
-        scale = np.max(np.abs(want), initial=0.0, where=np.isfinite(want))  # finite only
-        np.testing.assert_allclose(got, want, rtol=ROUNDING, atol=ROUNDING * scale,
-                                   err_msg=where)
-    else:
-        assert np.array_equal(got, want), where
+    np.testing.assert_array_equal(got, want, err_msg=where)
 
 
 def test_two_processes_split_the_replicates(tmp_path, tmp_path_factory, capsys):
@@ -391,14 +385,14 @@ def test_two_processes_split_the_replicates(tmp_path, tmp_path_factory, capsys):
     outputs = finish(start_processes([*SPLITTING_FLAGS, "--out", str(run_dir)]))
     reference = reference_run(tmp_path_factory, SPLITTING_CFG)
     assert files.read_json(run_dir / "config.json")["processes"] == 2
-    assert_equal_to_rounding(files.read_json(run_dir / "summary.json"),
+    assert_same_bits(files.read_json(run_dir / "summary.json"),
                              files.read_json(reference / "summary.json"), "summary")
-    assert_equal_to_rounding(files.load_arrays(run_dir / "levels.npz"),
+    assert_same_bits(files.load_arrays(run_dir / "levels.npz"),
                              files.load_arrays(reference / "levels.npz"), "levels")
-    assert_equal_to_rounding(splitting_files.read_curve(run_dir),
+    assert_same_bits(splitting_files.read_curve(run_dir),
                              splitting_files.read_curve(reference), "curve")
     fields = tuple(splitting_files.accepted_layout(5, 5))
-    assert_equal_to_rounding(accepted.read_accepted(run_dir, 2, fields),
+    assert_same_bits(accepted.read_accepted(run_dir, 2, fields),
                              accepted.read_accepted(reference, 1, fields), "accepted")
     # each process wrote the rows of its own replicates: 0 and 1, then 2
     for process, share in enumerate([{0, 1}, {2}]):
@@ -409,8 +403,27 @@ def test_two_processes_split_the_replicates(tmp_path, tmp_path_factory, capsys):
     assert cli.main(["report", str(run_dir), "--eps", "0.02"]) == 0
     assert "re-threshold" in capsys.readouterr().out
     for eps in (0.02, 0.1):  # from the accepted rows of both processes, and from curve.csv
-        assert_equal_to_rounding(runner.rethreshold(run_dir, eps),
+        assert_same_bits(runner.rethreshold(run_dir, eps),
                                  runner.rethreshold(reference, eps), f"rethreshold {eps}")
+
+
+def test_splitting_gives_the_same_bits_on_one_or_two_devices(tmp_path):
+    """Two devices hold 2 replicates each, one device all 4: the same bits."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="2")
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
+                        " --xla_force_host_platform_device_count=2").strip()
+    flags = list(SPLITTING_FLAGS)
+    flags[flags.index("--replicates") + 1] = "4"
+    runs = {}
+    for count in ("1", "2"):
+        runs[count] = tmp_path / f"devices-{count}"
+        subprocess.run([sys.executable, "-m", "gcsampler", "run", *flags, "--devices", count,
+                        "--out", str(runs[count]), "--compilation_cache", "none"],
+                       env=env, check=True, capture_output=True, timeout=300)
+    assert_same_bits(files.read_json(runs["2"] / "summary.json"),
+                     files.read_json(runs["1"] / "summary.json"), "summary")
+    assert_same_bits(files.load_arrays(runs["2"] / "levels.npz"),
+                     files.load_arrays(runs["1"] / "levels.npz"), "levels")
 
 
 def test_a_damaged_replicates_file_is_a_one_line_error(tmp_path):
