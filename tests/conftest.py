@@ -8,6 +8,7 @@ the different modules share compiled kernels instead of each compiling their own
 """
 
 import functools
+import gc
 import hashlib
 import os
 
@@ -30,6 +31,17 @@ BLOCK = 2**LOG2_BLOCK
 
 # float32 unit roundoff (round to nearest): every float32 operation has relative error <= U32.
 U32 = 2.0**-24
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module. Every XLA CPU executable keeps
+    memory mappings, and the whole suite in one process compiles enough of them to pass
+    Linux's default limit of 65,530 mappings (vm.max_map_count), after which a compile
+    segfaults (seen: about 16,000 mappings after tests/core and tests/docs alone)."""
+    yield
+    jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture(scope="session")
