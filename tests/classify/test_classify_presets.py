@@ -156,21 +156,27 @@ def test_mnist_lenet_network_and_data():
     assert {n: study.published_batch_size(cfg, n) for n in published} == published
 
 
+def assert_published_mlp_cell(cell, expected, *, n_test, width):
+    """The cell holds ``expected``'s points and the published 2 -> width -> 2 relu MLP
+    without hidden biases."""
+    for got, want in zip(cell.dataset[:4], expected[:4]):
+        np.testing.assert_array_equal(got, want)
+    assert cell.dataset.train_x.shape == (cell.n_train, 2)
+    assert cell.dataset.test_x.shape == (n_test, 2)
+    assert cell.model == networks.MLP(2, depth=1, width=width, activation="relu", n_classes=2,
+                                      hidden_biases=False)
+    assert cell.model.param_shapes == ((2, width), (width, 2), (2,))
+
+
 def test_kink_published_network_and_data():
     cfg = resolved("kink-published")
     cell = first_cell(cfg)
     # datasets.py Kink with num_samples 16 on data seed 0: the first int(16 * 0.7) = 11
     # shuffled points train, the last int(16 * 0.3) = 4 test
     assert (cell.n_train, cell.seed) == (11, 0)
-    expected = data.published_kink(11, 0)
-    for got, want in zip(cell.dataset[:4], expected[:4]):
-        np.testing.assert_array_equal(got, want)
-    assert cell.dataset.train_x.shape == (11, 2) and cell.dataset.test_x.shape == (4, 2)
     # utils.py MLPModels(input_dim 2, output_dim 2, layers 1, hidden_units 10): weights
     # (2, 10) and (10, 2), relu, an output bias only, normalized by prod ||W||_F
-    assert cell.model == networks.MLP(2, depth=1, width=10, activation="relu", n_classes=2,
-                                      hidden_biases=False)
-    assert cell.model.param_shapes == ((2, 10), (10, 2), (2,))
+    assert_published_mlp_cell(cell, data.published_kink(11, 0), n_test=4, width=10)
     assert cell.model.weight_indices == (0, 1) and cell.model.norm_divisor == 1.0
     # train_distributed.py: min(num_samples // 2, batch_size) = min(16 // 2, 3) = 3 points
     assert study.published_batch_size(cfg, 11) == 3
@@ -191,13 +197,7 @@ def test_slab_published_network_and_data():
     # training and int(200 * 0.3) = 60 test points
     assert [cell.seed for cell in cells] == list(range(100, 100 + cfg.seeds))
     cell = cells[0]
-    expected = data.published_slab(140, 100)
-    for got, want in zip(cell.dataset[:4], expected[:4]):
-        np.testing.assert_array_equal(got, want)
-    assert cell.dataset.train_x.shape == (140, 2) and cell.dataset.test_x.shape == (60, 2)
-    assert cell.model == networks.MLP(2, depth=1, width=40, activation="relu", n_classes=2,
-                                      hidden_biases=False)
-    assert cell.model.param_shapes == ((2, 40), (40, 2), (2,))
+    assert_published_mlp_cell(cell, data.published_slab(140, 100), n_test=60, width=40)
 
 
 def _renderings(value):
