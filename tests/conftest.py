@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from gcsampler.core import compilation_cache, keys
+from gcsampler.core import compilation_cache, keys, loop
 from gcsampler.factorization import models, priors, problems, task
 
 # Tests leave the user's compilation cache alone (tests of the cache name their own).
@@ -35,11 +35,12 @@ U32 = 2.0**-24
 
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_programs():
-    """Drop JAX's compiled programs after each test module. Every XLA CPU executable keeps
-    memory mappings, and the whole suite in one process compiles enough of them to pass
-    Linux's default limit of 65,530 mappings (vm.max_map_count), after which a compile
-    segfaults (seen: about 16,000 mappings after tests/core and tests/docs alone)."""
+    """Drop the compiled programs (JAX's and the engine's) after each test module. Every
+    XLA CPU executable keeps memory mappings, and the whole suite in one process compiles
+    enough of them to pass Linux's default limit of 65,530 mappings (vm.max_map_count),
+    after which a compile segfaults."""
     yield
+    loop.release_compiled_calls()
     jax.clear_caches()
     gc.collect()
 

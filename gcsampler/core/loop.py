@@ -18,6 +18,7 @@ several processes draws its own range of blocks (:func:`~gcsampler.core.devices.
 and the totals of the ranges combined equal those of one process drawing them all.
 """
 
+import collections
 import copy
 import time
 from typing import Any, Callable, Hashable, NamedTuple
@@ -130,24 +131,37 @@ def plan(task, samples, *, batch=None, devices=None, log2_block=DEFAULT_LOG2_BLO
     return schedule
 
 
-_CALL_CACHE = {}
+# Compiled calls this process keeps, most recently used last. Bounded: every XLA
+# executable holds memory mappings, and a long sweep of many settings in one process
+# would otherwise approach Linux's default limit (vm.max_map_count, 65,530) and crash.
+# A sweep runs its seeds innermost, so its reuse is immediate and a small bound suffices.
+MAX_COMPILED_CALLS = 16
+_CALL_CACHE = collections.OrderedDict()
 
 
 def compiled_call(task, schedule, call_args):
     """The compiled, device-sharded call of up to ``schedule.steps`` steps of ``task``
     (:func:`~gcsampler.core.devices.sharded_call`) for arguments shaped like
     ``call_args``, and the seconds spent compiling it now (0 when this process compiled
-    it before; little when JAX's persistent compilation cache has it)."""
+    it recently; little when JAX's persistent compilation cache has it)."""
     leaves, tree = jax.tree.flatten(call_args)
     cache_key = (task.static, schedule, tree,
                  tuple((jnp.shape(leaf), jax.dtypes.result_type(leaf)) for leaf in leaves))
     if cache_key in _CALL_CACHE:
+        _CALL_CACHE.move_to_end(cache_key)
         return _CALL_CACHE[cache_key], 0.0
     began = time.perf_counter()
     step = task.make_step(schedule.log2_block, schedule.blocks, schedule.capacity,
                           schedule.chunk)
     _CALL_CACHE[cache_key] = sharded_call(step, schedule).lower(*call_args).compile()
+    while len(_CALL_CACHE) > MAX_COMPILED_CALLS:
+        _CALL_CACHE.popitem(last=False)
     return _CALL_CACHE[cache_key], time.perf_counter() - began
+
+
+def release_compiled_calls():
+    """Drop every compiled call this process keeps (the next run compiles again)."""
+    _CALL_CACHE.clear()
 
 
 def guess_and_check(task, *, samples, seed=0, batch=None, devices=None,

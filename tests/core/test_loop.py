@@ -6,6 +6,7 @@ conftest.py) so they share compiled kernels. Floating-point tolerances are error
 bounds derived in the helpers below, never tuned to pass.
 """
 
+import collections
 import dataclasses
 import json
 import os
@@ -630,6 +631,27 @@ def test_new_seed_and_eps_do_not_recompile(sensing_problem, gaussian_prior):
     task.guess_and_check(sensing_problem, model, gaussian_prior, eps=EPS, seed=1,
                          **{**kwargs, "samples": SAMPLES // 2})
     assert len(TRACES) > traces and len(loop._CALL_CACHE) == cached + 1
+
+
+def test_the_compiled_calls_kept_are_bounded(sensing_problem, gaussian_prior, monkeypatch):
+    """Past MAX_COMPILED_CALLS the least recently used call is dropped (and compiled again
+    when it is needed again), so a long sweep in one process keeps few executables."""
+    model = models.factorization(5, 5, depth=2, width=5, activation=counted_identity)
+    monkeypatch.setattr(loop, "MAX_COMPILED_CALLS", 1)
+    monkeypatch.setattr(loop, "_CALL_CACHE", collections.OrderedDict())
+
+    def run(samples):
+        traces = len(TRACES)
+        task.guess_and_check(sensing_problem, model, gaussian_prior, eps=EPS, seed=1,
+                             samples=samples, log2_block=LOG2_BLOCK, batch=3 * BLOCK,
+                             capacity=3 * BLOCK, devices=1)
+        assert len(loop._CALL_CACHE) == 1
+        return len(TRACES) > traces
+
+    assert run(SAMPLES)
+    assert not run(SAMPLES)          # kept
+    assert run(SAMPLES // 2)         # a new setting evicts the first ...
+    assert run(SAMPLES)              # ... which compiles again
 
 
 # ---------------------------------------------------------- i. argument errors
