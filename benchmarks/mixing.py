@@ -24,7 +24,7 @@ import numpy as np
 from gcsampler.factorization import (fibers, latent, models, priors, problems, rotations,
                                      splitting)
 from gcsampler.splitting.base import PROJECTIONS, _correlations
-from gcsampler.splitting.moves import make_move
+from gcsampler.splitting.moves import elliptical_slice, make_move
 
 SWEEPS = 64
 REPORTED = (4, 16, 64)
@@ -44,13 +44,16 @@ def population(problem, model, prior, eps, particles):
 
 def kernels_named(names, coords, model, prior, train_ops, train_labels):
     """The kernels of one combination: registered moves by name, 'cone'/'fiber' for the
-    moves along the level set, 'rotate' for the layer rotations."""
+    moves along the level set, 'rotate' for the layer rotations, 'essK' for steps of K
+    elliptical slices (``elliptical_slice(chain=K)``)."""
     out = []
     for name in names.split(","):
         if name in ("cone", "fiber"):
             out += fibers.fiber_moves(coords, prior, train_ops, train_labels)
         elif name == "rotate":
             out += rotations.rotation_moves(coords, model, prior)
+        elif name.startswith("ess") and name[3:].isdigit():  # essK: chains of K slices
+            out.append(elliptical_slice(chain=int(name[3:])))
         else:
             out.append(make_move(name))
     return tuple(out)

@@ -101,7 +101,7 @@ class LevelInfo(NamedTuple):
     moves: jax.Array           # () int32, sweeps of moves made at this level
     acceptance: jax.Array      # (K,) per move kernel, the fraction of its moves that moved
     proposals: jax.Array       # () int32, loss evaluations of all moves
-    proposals_max: jax.Array   # () int32, most evaluations of one move
+    proposals_max: jax.Array   # () int32, most evaluations of one step of one kernel
     capped: jax.Array          # () int32, moves that stayed put at the proposal cap
     correlation: jax.Array     # () largest |correlation| with the level's start
     ancestors: jax.Array       # () int32, distinct ancestors among the particles
@@ -179,7 +179,8 @@ def build_level(kernels, matrix, survival=DEFAULT_SURVIVAL):
         moved = move_particles(kernels, matrix, key_moves, key_proj, z, train, gen, level,
                                state.param, evaluate, schedule, skip=final | (survivors == 0))
         z, train, gen, sweeps, accepted, proposals, proposals_max, capped, corr = moved
-        acceptance = accepted / jnp.maximum(sweeps * n, 1).astype(jnp.float32)
+        chains = jnp.asarray([k.chain for k in kernels], jnp.float32)
+        acceptance = accepted / (jnp.maximum(sweeps * n, 1).astype(jnp.float32) * chains)
         param = jnp.stack([k.adapt(state.param[i], acceptance[i]) for i, k in enumerate(kernels)])
         param = jnp.where(sweeps > 0, param, state.param)
         after = ~final | alive
@@ -249,7 +250,7 @@ def move_particles(kernels, matrix, key, key_proj, z, train, gen, level, params,
             moved.append(jnp.sum(info.moved, dtype=jnp.int32))
             proposals = proposals + jnp.sum(info.proposals, dtype=jnp.int32)
             most_props = jnp.maximum(most_props, jnp.max(info.proposals))
-            capped = capped + jnp.sum(~info.moved & (info.proposals > 1), dtype=jnp.int32)
+            capped = capped + jnp.sum(info.capped, dtype=jnp.int32)
         corr = jnp.max(_correlations(start, statistics(z, train, gen)))
         return (count + 1, z, train, gen, accepted + jnp.stack(moved), proposals, most_props,
                 capped, corr, jnp.where((reached < 0) & (corr <= target), count + 1, reached))

@@ -19,6 +19,10 @@ A non-finite loss counts as outside.
   shrinking sequence from z to z' with one of the same length from z' to z, so
   the transitions of at most ``max_proposals`` proposals are reversible on their
   own, and staying put with the remaining probability is too.
+  ``elliptical_slice(chain=K)`` makes K such moves per step, each lane going on to
+  its next move as soon as its current one ends, so lanes wait for the slowest only
+  once per K moves (a sum of K proposal counts varies less, relative to its mean,
+  than one count). Each move is the one above, so the chain is exact too.
 - ``pcn``: preconditioned Crank-Nicolson (Cotter et al. 2013), ``sqrt(1 - b^2) z +
   b nu``, accepted iff inside: a Metropolis step whose proposal is reversible for
   N(0, I). One proposal per move keeps lanes in lockstep; ``b`` is retuned between
@@ -45,10 +49,11 @@ PCN_INITIAL = 0.5
 
 
 class MoveInfo(NamedTuple):
-    """What one move of one particle did."""
+    """What one step (``Move.chain`` moves) of one particle did."""
 
-    moved: jax.Array      # () bool: the particle is at a new point
-    proposals: jax.Array  # () int32: loss evaluations the move made
+    moved: jax.Array      # () bool or int32: moves that took the particle to a new point
+    proposals: jax.Array  # () int32: loss evaluations the step made
+    capped: jax.Array     # () int32: moves that stayed put at their proposal cap
 
 
 class Move(NamedTuple):
@@ -60,12 +65,14 @@ class Move(NamedTuple):
       initial_param: the runtime parameter of the first level.
       adapt: ``(param, acceptance) -> param`` between levels (acceptance: the
         fraction of the level's moves that moved).
+      chain: moves one step makes.
     """
 
     name: str
     step: Callable
     initial_param: float
     adapt: Callable
+    chain: int = 1
 
 
 def _keep(param, acceptance):
@@ -73,39 +80,51 @@ def _keep(param, acceptance):
     return param
 
 
-def elliptical_slice(max_proposals=DEFAULT_MAX_PROPOSALS):
-    """Elliptical slice moves on the level set, at most ``max_proposals`` proposals each."""
+def elliptical_slice(max_proposals=DEFAULT_MAX_PROPOSALS, chain=1):
+    """Elliptical slice moves on the level set, at most ``max_proposals`` proposals each;
+    a step makes ``chain`` of them back to back (see :func:`chained_slices`)."""
     if not (isinstance(max_proposals, int) and max_proposals >= 1):
         raise ValueError(f"max_proposals must be a positive integer, got {max_proposals!r}")
+    if not (isinstance(chain, int) and chain >= 1):
+        raise ValueError(f"chain must be a positive integer, got {chain!r}")
 
     def step(key, z, train, gen, level, evaluate, param):
         del param
         key_nu, key_angle = jax.random.split(key)
-        nu = jax.random.normal(key_nu, z.shape, z.dtype)
+        nus = jax.random.normal(key_nu, (chain,) + z.shape, z.dtype)
 
-        def angle(count, lo, hi):
-            return jax.random.uniform(jax.random.fold_in(key_angle, count), (), z.dtype, lo, hi)
+        def angle(move, count, lo, hi):  # one key per proposal of the chain
+            key = jax.random.fold_in(key_angle, move * max_proposals + count)
+            return jax.random.uniform(key, (), z.dtype, lo, hi)
+
+        def bracket(move):
+            theta = angle(move, 0, 0.0, 2 * math.pi)
+            return theta, theta - 2 * math.pi, theta
 
         def propose(carry):
-            theta, lo, hi, count, _, z_now, train_now, gen_now = carry
-            candidate = z * jnp.cos(theta) + nu * jnp.sin(theta)
+            move, count, theta, lo, hi, z, train, gen, moved, proposals = carry
+            candidate = z * jnp.cos(theta) + nus[move] * jnp.sin(theta)
             t, g = evaluate(candidate)
             inside = t < level
+            count = count + 1
             lo = jnp.where(~inside & (theta < 0), theta, lo)
             hi = jnp.where(~inside & (theta >= 0), theta, hi)
-            return (angle(count + 1, lo, hi), lo, hi, count + 1, inside,
-                    jnp.where(inside, candidate, z_now), jnp.where(inside, t, train_now),
-                    jnp.where(inside, g, gen_now))
+            ended = inside | (count >= max_proposals)
+            following = jnp.minimum(move + 1, chain - 1)
+            next_theta, next_lo, next_hi = bracket(following)
+            return (jnp.where(ended, move + 1, move), jnp.where(ended, 0, count),
+                    jnp.where(ended, next_theta, angle(move, count, lo, hi)),
+                    jnp.where(ended, next_lo, lo), jnp.where(ended, next_hi, hi),
+                    jnp.where(inside, candidate, z), jnp.where(inside, t, train),
+                    jnp.where(inside, g, gen), moved + inside, proposals + 1)
 
-        def searching(carry):
-            return ~carry[4] & (carry[3] < max_proposals)
+        start = (jnp.int32(0), jnp.int32(0), *bracket(0), z, train, gen, jnp.int32(0),
+                 jnp.int32(0))
+        out = jax.lax.while_loop(lambda carry: carry[0] < chain, propose, start)
+        z, train, gen, moved, proposals = out[5:]
+        return z, train, gen, MoveInfo(moved, proposals, chain - moved)
 
-        theta = angle(0, 0.0, 2 * math.pi)
-        start = (theta, theta - 2 * math.pi, theta, jnp.int32(0), jnp.bool_(False), z, train, gen)
-        _, _, _, count, moved, z, train, gen = jax.lax.while_loop(searching, propose, start)
-        return z, train, gen, MoveInfo(moved, count)
-
-    return Move("ess", step, 0.0, _keep)
+    return Move("ess" if chain == 1 else f"ess{chain}", step, 0.0, _keep, chain)
 
 
 def pcn(initial_step=PCN_INITIAL, target=PCN_TARGET):
@@ -127,7 +146,7 @@ def accept_inside(candidate, z, train, gen, level, evaluate):
     t, g = evaluate(candidate)
     inside = t < level
     return (jnp.where(inside, candidate, z), jnp.where(inside, t, train),
-            jnp.where(inside, g, gen), MoveInfo(inside, jnp.int32(1)))
+            jnp.where(inside, g, gen), MoveInfo(inside, jnp.int32(1), jnp.int32(0)))
 
 
 def towards(target):

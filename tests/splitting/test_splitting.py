@@ -98,16 +98,18 @@ def _eps_for(log_p):
 # independent rejection samples: two-sample KS tests of the train loss, gen loss and
 # two fixed random projections of z. The moved particles are iid (each starts from
 # an independent exact sample and moves on its own), so the KS null law holds exactly.
-# Kernels: ess and pcn, each alone and followed by the fiber move (fibers.fiber, built
-# on the train operators as splitting._programs builds it), the fiber move alone, and
-# ess for the uniform prior (no linear tail, so no fiber move).
+# Kernels: ess (one slice, and chains of three) and pcn, each alone and followed by the
+# fiber move (fibers.fiber, built on the train operators as splitting._programs builds
+# it), the fiber move alone, and ess for the uniform prior (no linear tail, so no fiber
+# move).
 
 INVARIANCE_SAMPLES = 2000
 INVARIANCE_POOL = 100_000          # draws per prior; about 5,000 below the level
 T_MOVES = 10
 LEVELS = {"gaussian": 0.0687, "uniform": 0.0304}   # about 5% of the prior below each
 PRIORS = {"gaussian": GAUSSIAN, "uniform": UNIFORM}
-INVARIANCE_CASES = [("gaussian", "ess", False), ("gaussian", "pcn", False),
+INVARIANCE_CASES = [("gaussian", "ess", False), ("gaussian", "ess3", False),
+                    ("gaussian", "pcn", False),
                     ("gaussian", "ess", True), ("gaussian", "pcn", True),
                     ("gaussian", None, True), ("uniform", "ess", False)]
 NEGATIVE_CASE = ("gaussian", "ess_doubled_nu", False)
@@ -133,6 +135,7 @@ def _kernels(coords, move_name, use_fiber):
     kernels = ()
     if move_name is not None:
         kernels += (_ess_with_doubled_nu() if move_name == "ess_doubled_nu"
+                    else moves.elliptical_slice(chain=3) if move_name == "ess3"
                     else moves.make_move(move_name),)
     if use_fiber:
         kernels += (fibers.fiber(coords.linear_blocks[-1], coords.matrix, OPS[:, :N_TRAIN]),)
@@ -215,9 +218,10 @@ def test_moves_leave_the_restricted_prior_invariant(case):
     after, sweeps, accepted = moved[_case_id(case)]
     assert int(sweeps) == T_MOVES
     accepted = np.asarray(accepted)
-    assert accepted.shape == (len(_kernels(None, case[1], False)) + case[2],)
-    # every kernel moved particles, none more than once per sweep
-    assert np.all((0 < accepted) & (accepted <= T_MOVES * INVARIANCE_SAMPLES)), accepted
+    chains = np.array([k.chain for k in _kernels(None, case[1], False)] + [1] * case[2])
+    assert accepted.shape == chains.shape
+    # every kernel moved particles, none more than once per move it makes in a sweep
+    assert np.all((0 < accepted) & (accepted <= T_MOVES * INVARIANCE_SAMPLES * chains)), accepted
     assert np.all(after["train"] < LEVELS[prior_name])
     p_values = _ks_p_values(after, fresh)
     assert min(p_values.values()) > ALPHA_KS, p_values
