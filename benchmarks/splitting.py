@@ -10,7 +10,8 @@ width x activation) it measures, in one process:
 - splitting to that eps: the median wall time of ``--repeats`` runs of one batch
   of ``--replicates`` replicates of ``--particles`` particles, with that run's
   log10 p (95% t interval over replicates), levels, moves per level and loss
-  evaluations per second (the summary's ``samples_per_second``);
+  evaluations per second (the summary's ``samples_per_second``, also as a fraction of
+  rejection's rate: ``evals/rej``);
 - rejection G&C (``gcsampler.guess_and_check``, the sampler it picks): samples/s at
   the largest target's eps (nearly nothing is accepted, so the rate is that of any
   small eps), warmed up, median of ``--repeats``. It needs about 1/p draws per
@@ -35,6 +36,7 @@ import numpy as np
 
 import gcsampler as gcs
 from gcsampler.splitting.base import DEFAULT_SURVIVAL
+from gcsampler.splitting.moves import elliptical_slice
 
 DEFAULTS = {  # by backend: (particles, replicates, rejection draws per timing)
     "cpu": (1024, 4, 2**17),
@@ -105,7 +107,8 @@ def rejection_rate(problem, model, prior, eps, samples, repeats):
 
 def measure(problem, label, model, prior, targets, args):
     """The table rows of one workload, one per target."""
-    size = dict(particles=args.particles, replicates=args.replicates)
+    size = dict(particles=args.particles, replicates=args.replicates,
+                move=elliptical_slice(chain=args.ess_chain) if args.ess_chain > 1 else "ess")
     eps_list, _ = find_eps(problem, model, prior, targets, **size)
     rate, sampler = rejection_rate(problem, model, prior, eps_list[0], args.rejection_samples,
                                    args.repeats)
@@ -130,14 +133,15 @@ def measure(problem, label, model, prior, targets, args):
 def print_table(rows, header):
     print("\n" + header)
     print(f"{'workload':<16} {'target':>7} {'eps':>9} {'log10 p [95% CI]':>23} {'levels':>6} "
-          f"{'moves/lvl':>9} {'evals/s':>9} {'s/batch':>8} {'rej/s':>9} {'rej s':>9} "
-          f"{'speed-up':>9}")
+          f"{'moves/lvl':>9} {'evals/s':>9} {'s/batch':>8} {'rej/s':>9} {'evals/rej':>9} "
+          f"{'rej s':>9} {'speed-up':>9}")
     for r in rows:
         lo, hi = r["log10_p_ci95"]
         print(f"{r['workload']:<16} {r['target_p']:>7.0e} {r['eps']:>9.3g} "
               f"{r['log10_p']:>7.2f} [{lo:>6.2f},{hi:>6.2f}] {r['levels']:>6d} "
               f"{r['moves_per_level']:>9.1f} {r['samples_per_second']:>9.3g} "
               f"{r['seconds_per_batch']:>8.3g} {r['rejection_samples_per_second']:>9.3g} "
+              f"{r['samples_per_second'] / r['rejection_samples_per_second']:>9.2f} "
               f"{r['rejection_seconds']:>9.3g} {r['speedup']:>9.3g}")
     for r in rows:
         if r["message"]:
@@ -154,6 +158,8 @@ def parse_args():
     parser.add_argument("--activations", default="linear,tanh", help="comma-separated")
     parser.add_argument("--targets", default="1e-10,1e-20", help="comma-separated p targets")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs (median reported)")
+    parser.add_argument("--ess_chain", type=int, default=1,
+                        help="elliptical slices per step (elliptical_slice(chain=K))")
     parser.add_argument("--rejection-samples", type=float, help="draws per rejection timing "
                         "(default: 2**17 on CPU, 2**28 on GPU)")
     parser.add_argument("--out", default="benchmarks/splitting.json", help="JSON path")
