@@ -52,14 +52,14 @@ def add(total, terms):
     for first in range(0, values.size, _CHUNK):
         part = slice(first, first + _CHUNK)
         flat[:, :WORDS] += _word_sums(values[part], column[part], flat.shape[0])
-        flat = _carry(flat)
+        flat = carry(flat)
     return flat.reshape(total.shape)
 
 
 def combine(*totals):
     """The sum of several sums (of one batch shape)."""
     combined = np.sum(np.stack([np.asarray(t, np.int64) for t in totals]), axis=0)
-    return _carry(combined.reshape(-1, SIZE)).reshape(combined.shape)
+    return carry(combined.reshape(-1, SIZE)).reshape(combined.shape)
 
 
 def value(total):
@@ -105,11 +105,15 @@ def _word_sums(values, column, n_sums):
     return sums.reshape(n_sums, WORDS).astype(np.int64)
 
 
-def _carry(flat):
-    """Carry each word's excess into the next, so words 0..WORDS-2 are in [0, 2**32)."""
-    flat = flat.copy()
-    for j in range(WORDS - 1):
-        carry = flat[:, j] >> WORD_BITS
-        flat[:, j] &= _MASK
-        flat[:, j + 1] += carry
-    return flat
+def carry(flat):
+    """Sums of shape ``(n, SIZE)`` with each word's excess carried into the next, so that
+    words 0..WORDS-2 are in [0, 2**32) (the one form of each integer; the last word keeps
+    the sign). Rounds of carries over all words at once, until none is left: words below
+    2**63 need a few rounds (a borrow running through a long stretch of zeros, more)."""
+    flat = np.array(flat, np.int64)
+    while True:
+        excess = flat[:, :WORDS - 1] >> WORD_BITS
+        if not excess.any():
+            return flat
+        flat[:, :WORDS - 1] &= _MASK
+        flat[:, 1:WORDS] += excess

@@ -4,11 +4,14 @@ A block is ``2**log2_block`` consecutive global indices, the unit of determinism
 every per-draw value and every per-block float sum is computed with shapes that
 do not depend on how many blocks a step holds, and float sums use a fixed
 pairwise tree, so statistics are bitwise identical for any batch size or device
-count. Integer counts are exact in any order and are summed per step.
+count. The per-block float32 sums are then added exactly over the step's blocks
+in integer digits (:mod:`gcsampler.core.exact_device`), and integer counts are
+exact in any order: both are summed per step, and the host adds a few small
+integer arrays per call rather than converting every block's floats.
 
-Per step the kernel returns small things only: per-block float sums, per-step
-integer counts and a 2-D histogram, and a fixed-capacity buffer of accepted rows
-(with their true count, so overflow is detected, never silent).
+Per step the kernel returns small things only: exact digit sums, integer counts
+and a 2-D histogram, and a fixed-capacity buffer of accepted rows (with their
+true count, so overflow is detected, never silent).
 """
 
 from typing import NamedTuple
@@ -16,7 +19,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gcsampler.core import keys, pairwise
+from gcsampler.core import exact_device, keys, pairwise
 
 HIST_BINS = 96
 HIST_LOG10_RANGE = (-8.0, 4.0)
@@ -30,10 +33,11 @@ class StepOutput(NamedTuple):
     accepted: jax.Array        # () int32, true number of accepted draws
     bin_count: jax.Array       # (n_bins,) int32, finite draws per train-loss bin
     hist: jax.Array            # (HIST_BINS * HIST_BINS,) int32, (log train, log gen)
-    gen_sum: jax.Array         # (blocks,) float32, gen loss summed over finite draws
-    gen_sumsq: jax.Array       # (blocks,) float32
-    bin_gen_sum: jax.Array     # (blocks, n_bins) float32
-    bin_gen_sumsq: jax.Array   # (blocks, n_bins) float32
+    # exact sums over the step's blocks of per-block float32 sums (exact_device digits)
+    gen_sum: jax.Array         # (exact_device.SIZE,) int32, gen loss over finite draws
+    gen_sumsq: jax.Array       # (exact_device.SIZE,) int32
+    bin_gen_sum: jax.Array     # (n_bins, exact_device.SIZE) int32
+    bin_gen_sumsq: jax.Array   # (n_bins, exact_device.SIZE) int32
     rows: dict                 # (capacity, ...) position, train_loss, gen_loss, extras
 
 
@@ -61,6 +65,9 @@ def make_step(evaluate, log2_block, blocks, capacity, chunk=None):
     edges) and ``eps`` are runtime values: a new threshold does not recompile.
     """
     block_size = 2**log2_block
+    if blocks + 1 > exact_device.MAX_TERMS:
+        raise ValueError(f"a step holds at most {exact_device.MAX_TERMS - 1} blocks (exact int32 "
+                         f"sums), got {blocks}")
 
     def step(base_key, first_block, full_blocks, tail, data, eps, edges):
         block_ids = first_block + jnp.arange(blocks, dtype=jnp.uint32)
@@ -78,7 +85,19 @@ def make_step(evaluate, log2_block, blocks, capacity, chunk=None):
         bins = jnp.searchsorted(edges, jnp.where(counted, train, 0.0), side="right")
         onehot = (bins[..., None] == jnp.arange(edges.shape[0] + 1)) & counted[..., None]
         bin_gen = jnp.where(onehot, gen0[..., None], 0.0)
+
+        # Each block's float sums, then their exact sum over the step's blocks. The float
+        # sums are materialized (with a zero row, which adds nothing) before they are
+        # summed: the per-draw losses' last bits can depend on how XLA fuses the code that
+        # computes them (FMA contraction), and this keeps that code fused as it was when
+        # the kernel returned these sums, so they are the same bits as before and for any
+        # number of blocks per step (a one-block step would otherwise fuse differently).
         per_block = jax.vmap(pairwise.pairwise_sum)
+        block_sums = jax.lax.optimization_barrier(
+            (per_block(gen0), per_block(jnp.square(gen0)), per_block(bin_gen),
+             per_block(jnp.square(bin_gen))))
+        gen_sum, gen_sumsq, bin_gen_sum, bin_gen_sumsq = (
+            exact_device.sums(jnp.concatenate([x, jnp.zeros_like(x[:1])])) for x in block_sums)
 
         hist = jnp.zeros(HIST_BINS * HIST_BINS, jnp.int32).at[
             histogram_index(train, gen).reshape(-1)].add(counted.reshape(-1).astype(jnp.int32))
@@ -95,10 +114,10 @@ def make_step(evaluate, log2_block, blocks, capacity, chunk=None):
             accepted=jnp.sum(flat_accept, dtype=jnp.int32),
             bin_count=jnp.sum(onehot, axis=(0, 1), dtype=jnp.int32),
             hist=hist,
-            gen_sum=per_block(gen0),
-            gen_sumsq=per_block(jnp.square(gen0)),
-            bin_gen_sum=per_block(bin_gen),
-            bin_gen_sumsq=per_block(jnp.square(bin_gen)),
+            gen_sum=gen_sum,
+            gen_sumsq=gen_sumsq,
+            bin_gen_sum=bin_gen_sum,
+            bin_gen_sumsq=bin_gen_sumsq,
             rows=rows,
         )
 

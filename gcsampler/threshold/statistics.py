@@ -5,7 +5,9 @@ train-loss bin, and over accepted draws) are kept exactly (:mod:`gcsampler.core.
 and rounded once when read. So the totals do not depend on how blocks were
 grouped into device calls, devices or processes, nor on the order they were
 added in: any batch size, device count or process count gives the same bits, and
-nothing is lost to rounding however many draws a run has.
+nothing is lost to rounding however many draws a run has. The kernel adds its
+per-block float sums exactly on the device (:mod:`gcsampler.core.exact_device`), so
+a call's sums reach the host as a few small integer arrays (:func:`add_digit_sums`).
 """
 
 import dataclasses
@@ -13,7 +15,7 @@ import math
 
 import numpy as np
 
-from gcsampler.core import exact
+from gcsampler.core import exact, exact_device
 from gcsampler.core.intervals import moments, wilson_interval
 from gcsampler.threshold import kernel
 
@@ -111,6 +113,26 @@ def add_block_sums(totals, gen_sum, gen_sumsq, bin_gen_sum, bin_gen_sumsq):
     totals.gen_sumsq = exact.add(totals.gen_sumsq, np.ravel(gen_sumsq))
     totals.bin_gen_sum = exact.add(totals.bin_gen_sum, np.reshape(bin_gen_sum, (-1, n_bins)))
     totals.bin_gen_sumsq = exact.add(totals.bin_gen_sumsq, np.reshape(bin_gen_sumsq, (-1, n_bins)))
+
+
+def add_digit_sums(totals, gen_sum, gen_sumsq, bin_gen_sum, bin_gen_sumsq):
+    """Add the kernel's exact digit sums (:mod:`gcsampler.core.exact_device`) of any
+    steps and devices (leading axes): the same totals, to the bit, as
+    :func:`add_block_sums` of the per-block float sums they were made of.
+
+    Digits are summed in int64, then all the sums are converted and carried at once:
+    a few small integer arrays a call, whatever its number of blocks."""
+    n_bins, size = totals.bin_count.size, exact_device.SIZE
+    digits = np.concatenate([
+        np.sum(np.reshape(gen_sum, (-1, 1, size)), axis=0, dtype=np.int64),
+        np.sum(np.reshape(gen_sumsq, (-1, 1, size)), axis=0, dtype=np.int64),
+        np.sum(np.reshape(bin_gen_sum, (-1, n_bins, size)), axis=0, dtype=np.int64),
+        np.sum(np.reshape(bin_gen_sumsq, (-1, n_bins, size)), axis=0, dtype=np.int64)])
+    current = np.concatenate([totals.gen_sum[None], totals.gen_sumsq[None], totals.bin_gen_sum,
+                              totals.bin_gen_sumsq])
+    added = exact.carry(current + exact_device.to_exact(digits))
+    totals.gen_sum, totals.gen_sumsq = added[0], added[1]
+    totals.bin_gen_sum, totals.bin_gen_sumsq = added[2:2 + n_bins], added[2 + n_bins:]
 
 
 def add_accepted(totals, gen):

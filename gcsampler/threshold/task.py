@@ -59,7 +59,7 @@ def threshold_task(*, name, static, evaluate, data, eps, extra_layout, bytes_per
 
     def add_counts(totals, out):
         statistics.add_counts(totals, out.drawn, out.nonfinite, out.bin_count, out.hist)
-        statistics.add_block_sums(totals, out.gen_sum, out.gen_sumsq, out.bin_gen_sum,
+        statistics.add_digit_sums(totals, out.gen_sum, out.gen_sumsq, out.bin_gen_sum,
                                   out.bin_gen_sumsq)
 
     def add_rows(totals, rows):
