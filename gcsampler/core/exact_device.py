@@ -79,8 +79,7 @@ def sums(terms):
     first = column + (p >> 3)
     digits = jnp.zeros(n_sums * DIGITS, jnp.int32)
     for j, piece in enumerate(pieces):  # a scatter-add: integer, so in any order the same
-        digits = digits.at[(first + j).reshape(-1)].add(piece.reshape(-1),
-                                                        mode="promise_in_bounds")
+        digits = digits.at[(first + j).reshape(-1)].add(piece.reshape(-1))
     pos_inf = ~finite & (~negative | nan)
     neg_inf = ~finite & (negative | nan)
     counts = [jnp.sum(c, axis=0, dtype=jnp.int32)[..., None] for c in (pos_inf, neg_inf)]

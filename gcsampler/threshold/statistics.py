@@ -107,7 +107,9 @@ def add_counts(totals, drawn, nonfinite, bin_count, hist):
 
 
 def add_block_sums(totals, gen_sum, gen_sumsq, bin_gen_sum, bin_gen_sumsq):
-    """Add per-block float sums (of any blocks, in any order)."""
+    """Add per-block float sums (of any blocks, in any order): the totals the kernel's
+    device digit sums (:func:`add_digit_sums`) must reproduce to the bit, so the tests and
+    ``benchmarks/host_per_call.py`` use it as their reference."""
     n_bins = totals.bin_count.size
     totals.gen_sum = exact.add(totals.gen_sum, np.ravel(gen_sum))
     totals.gen_sumsq = exact.add(totals.gen_sumsq, np.ravel(gen_sumsq))
