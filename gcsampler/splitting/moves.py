@@ -53,7 +53,7 @@ class MoveInfo(NamedTuple):
 
     moved: jax.Array      # () bool or int32: moves that took the particle to a new point
     proposals: jax.Array  # () int32: loss evaluations the step made
-    capped: jax.Array     # () int32: moves that stayed put at their proposal cap
+    capped: jax.Array = 0  # () int32: moves that stayed put at their proposal cap
 
 
 class Move(NamedTuple):

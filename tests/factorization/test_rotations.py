@@ -75,7 +75,7 @@ def _unnormalized_rotation(block, shape, side):
         t, g = evaluate(candidate)
         inside = t < level
         return (jnp.where(inside, candidate, z), jnp.where(inside, t, train),
-                jnp.where(inside, g, gen), MoveInfo(inside, jnp.int32(1), jnp.int32(0)))
+                jnp.where(inside, g, gen), MoveInfo(inside, jnp.int32(1)))  # no cap
 
     return Move("wrong rotate", step, STEP, None)
 
