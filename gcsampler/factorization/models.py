@@ -108,11 +108,25 @@ def check_activation(model):
                          f"float32 {hidden.shape} array to {out}")
 
 
+# Products with at most this many multiplications are written as a broadcast multiply
+# and a sum over the shared axis: batched over draws, XLA's CPU backend runs a 5x5 by 5x5
+# product 14 times faster than as a dot (38 against 541 ns; about even from 10x10).
+SMALL_PRODUCT = 256
+
+
+def layer_product(a, b):
+    """``a @ b`` of two float32 matrices (full float32 precision), small ones as an
+    elementwise product summed over the shared axis (see :data:`SMALL_PRODUCT`)."""
+    if a.shape[-2] * a.shape[-1] * b.shape[-1] <= SMALL_PRODUCT:
+        return jnp.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)
+    return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
+
+
 def end_to_end(model, layers):
     """The end-to-end matrix of one weight setting (a sequence of layer matrices)."""
     h = layers[0]
     for w in layers[1:]:
-        h = jnp.matmul(model.activation(h), w, precision=jax.lax.Precision.HIGHEST)
+        h = layer_product(model.activation(h), w)
     return h
 
 

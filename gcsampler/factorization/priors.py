@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from gcsampler.core.registry import Registry
+from gcsampler.factorization import models
 
 LayerSampler = Callable[[jax.Array, tuple, jnp.dtype], jax.Array]
 
@@ -153,7 +154,7 @@ def penultimate(prior, model, key, dtype=jnp.float32):
 
     def layer(h, index):
         w = prior.sample_layer(jax.random.fold_in(key, index), shapes[1], dtype)
-        return jnp.matmul(model.activation(h), w, precision=jax.lax.Precision.HIGHEST), None
+        return models.layer_product(model.activation(h), w), None
 
     h, _ = jax.lax.scan(layer, h, jnp.arange(1, model.depth - 1, dtype=jnp.uint32))
     return h

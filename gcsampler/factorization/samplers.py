@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from gcsampler.core.registry import Registry
-from gcsampler.factorization import collapsed, priors
+from gcsampler.factorization import collapsed, models, priors
 
 # A chi-square variate costs about 10 normals (rejection sampling; measured on CPU:
 # at width 5 drawing every weight beats the Bartlett factors, at width 40 it loses).
@@ -67,7 +67,7 @@ def _direct_matrix(model, prior, key):
         return h
     last = prior.sample_layer(jax.random.fold_in(key, model.depth - 1), model.layer_shapes[-1],
                               jnp.float32)
-    return jnp.matmul(model.activation(h), last, precision=jax.lax.Precision.HIGHEST)
+    return models.layer_product(model.activation(h), last)
 
 
 def _gaussian(model, prior):
