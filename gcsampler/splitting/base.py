@@ -179,8 +179,10 @@ def build_level(kernels, matrix, survival=DEFAULT_SURVIVAL):
         moved = move_particles(kernels, matrix, key_moves, key_proj, z, train, gen, level,
                                state.param, evaluate, schedule, skip=final | (survivors == 0))
         z, train, gen, sweeps, accepted, proposals, proposals_max, capped, corr = moved
-        chains = jnp.asarray([k.chain for k in kernels], jnp.float32)
-        acceptance = accepted / (jnp.maximum(sweeps * n, 1).astype(jnp.float32) * chains)
+        acceptance = accepted / jnp.maximum(sweeps * n, 1).astype(jnp.float32)
+        if any(k.chain > 1 for k in kernels):  # only then: dividing every kernel's count by
+            # its chain gave other last bits with one device than with two (then other steps)
+            acceptance = acceptance / jnp.asarray([k.chain for k in kernels], jnp.float32)
         param = jnp.stack([k.adapt(state.param[i], acceptance[i]) for i, k in enumerate(kernels)])
         param = jnp.where(sweeps > 0, param, state.param)
         after = ~final | alive
