@@ -154,3 +154,20 @@ def test_frobenius_normalize_survives_overflowing_squares():
     np.testing.assert_allclose(np.linalg.norm(np.asarray(huge, np.float64), axis=(1, 2)), 1.0,
                                rtol=1e-6)
     np.testing.assert_allclose(huge, plain, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("shape", [(5, 5, 5), (3, 7, 2), (5, 40, 40)])
+def test_layer_product_is_the_product_within_its_rounding_bound(shape):
+    """Both ways of ``layer_product`` (multiply-and-sum for small products, a dot for large
+    ones) are a @ b up to float32 rounding of a length-k sum: |error| <= gamma_k |a| |b|,
+    gamma_k = k u / (1 - k u) (Higham, Thm 3.1), under vmap as the samplers call it."""
+    m, k, n = shape
+    assert (m * k * n <= models.SMALL_PRODUCT) == (shape != (5, 40, 40))
+    rng = np.random.default_rng(k)
+    a = rng.standard_normal((8, m, k)).astype(np.float32)
+    b = rng.standard_normal((8, k, n)).astype(np.float32)
+    got = np.asarray(jax.jit(jax.vmap(models.layer_product))(a, b), np.float64)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    u = 2.0**-24
+    gamma = k * u / (1 - k * u)
+    assert np.all(np.abs(got - a64 @ b64) <= gamma * (np.abs(a64) @ np.abs(b64)))
