@@ -98,7 +98,7 @@ def _settle(candidate, accept, z, train, gen, evaluate, level, reported=None):
     moved = accept & inside
     reported = accept if reported is None else reported
     return (jnp.where(moved, candidate, z), jnp.where(moved, t, train),
-            jnp.where(moved, g, gen), MoveInfo(reported & inside, jnp.int32(1), jnp.int32(0)))
+            jnp.where(moved, g, gen), MoveInfo(reported & inside, jnp.int32(1)))
 
 
 def fiber(block, matrix, train_ops, initial_step=FIBER_INITIAL, target=FIBER_TARGET):

@@ -82,7 +82,7 @@ def _keep(param, acceptance):
 
 def elliptical_slice(max_proposals=DEFAULT_MAX_PROPOSALS, chain=1):
     """Elliptical slice moves on the level set, at most ``max_proposals`` proposals each;
-    a step makes ``chain`` of them back to back (see :func:`chained_slices`)."""
+    a step makes ``chain`` of them back to back (see the module docstring)."""
     if not (isinstance(max_proposals, int) and max_proposals >= 1):
         raise ValueError(f"max_proposals must be a positive integer, got {max_proposals!r}")
     if not (isinstance(chain, int) and chain >= 1):
@@ -110,8 +110,9 @@ def elliptical_slice(max_proposals=DEFAULT_MAX_PROPOSALS, chain=1):
             lo = jnp.where(~inside & (theta < 0), theta, lo)
             hi = jnp.where(~inside & (theta >= 0), theta, hi)
             ended = inside | (count >= max_proposals)
-            following = jnp.minimum(move + 1, chain - 1)
-            next_theta, next_lo, next_hi = bracket(following)
+            # the next move's bracket (one move: the loop ends instead, so none is drawn)
+            next_theta, next_lo, next_hi = (bracket(jnp.minimum(move + 1, chain - 1))
+                                            if chain > 1 else (theta, lo, hi))
             return (jnp.where(ended, move + 1, move), jnp.where(ended, 0, count),
                     jnp.where(ended, next_theta, angle(move, count, lo, hi)),
                     jnp.where(ended, next_lo, lo), jnp.where(ended, next_hi, hi),
@@ -146,7 +147,7 @@ def accept_inside(candidate, z, train, gen, level, evaluate):
     t, g = evaluate(candidate)
     inside = t < level
     return (jnp.where(inside, candidate, z), jnp.where(inside, t, train),
-            jnp.where(inside, g, gen), MoveInfo(inside, jnp.int32(1), jnp.int32(0)))
+            jnp.where(inside, g, gen), MoveInfo(inside, jnp.int32(1)))
 
 
 def towards(target):
