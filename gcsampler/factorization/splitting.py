@@ -22,6 +22,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
 from gcsampler.core import keys
+from gcsampler.core.compile_clock import compile_clock
 from gcsampler.core.devices import resolve_devices
 from gcsampler.core.loop import Stopped
 from gcsampler.factorization import fibers, latent, problems, rotations
@@ -120,51 +121,53 @@ def multilevel_splitting(problem, model, prior, *, eps, particles=DEFAULT_PARTIC
         coords, prior, ops[:, :n_train], labels[:n_train])) if fiber else ()
     rotation_names = tuple(m.name for m in rotations.rotation_moves(coords, model, prior)
                            ) if rotate else ()
-    programs = _programs(model, prior, coords.name, kernel, survival, particles,
-                         n_train, tuple(used), bool(fiber_names), bool(rotation_names))
-    base = keys.seed_key(seed)
-    edges = jnp.asarray(grid_edges(eps))
-    eps32 = jnp.float32(float32_threshold(eps))
-    began = time.perf_counter()
-    if start is None:
-        state = programs.init(_keys(base, first_replicate, replicates, 0), ops, labels)
-        infos, evaluations, before, first = [], replicates * particles, 0.0, 1
-    else:
-        _check_start(start, replicates, particles, coords.dim)
-        state, infos = State(*start.state), list(start.levels)
-        evaluations, before, first = start.evaluations, start.seconds, start.level + 1
-    for count in range(first, max_levels + 1):
-        if infos and _finished(infos[-1], particles):
-            break
-        state, info = programs.level(_keys(base, first_replicate, replicates, count), state,
-                                     ops, labels, eps32, edges, jnp.int32(schedule.least),
-                                     jnp.int32(schedule.most),
-                                     jnp.float32(schedule.target_correlation))
-        info = jax.device_get(info)
-        infos.append(info)
-        evaluations += int(np.sum(np.where(info.active, info.proposals, 0), dtype=np.int64))
-        seconds = before + time.perf_counter() - began
-        if on_level is not None:
-            on_level(info, seconds)
-        snapshot = Snapshot(count, state, tuple(infos), evaluations, seconds)
-        stopping = (stop is not None and count < max_levels and not _finished(info, particles)
-                    and stop())
-        if on_snapshot is not None:
-            on_snapshot(snapshot)
-        if stopping:
-            raise Stopped(snapshot)
-    done = jax.device_get(state.done)
-    matrices = jax.device_get(programs.matrices(state.z))
-    final_train, final_gen, log_p = jax.device_get((state.train, state.gen, state.log_p))
-    levels = blank_finished(LevelInfo(*(np.stack(field) for field in zip(*infos))))
-    return SplittingResult(
-        log_p=np.where(done, log_p, np.nan).astype(np.float64), levels=levels,
-        final_train=final_train, final_gen=final_gen, final_matrix=matrices,
-        accepted=done[:, None] & (final_train < eps32), edges=np.asarray(edges), eps=float(eps),
-        particles=particles, replicates=replicates, evaluations=evaluations,
-        seconds=before + time.perf_counter() - began, latent=coords.name, move=kernel.name,
-        fibers=fiber_names, rotations=rotation_names, converged=bool(np.all(done)),
-        first_replicate=first_replicate)
+    with compile_clock() as clock:  # the first level compiles: not sampling time
+        programs = _programs(model, prior, coords.name, kernel, survival, particles,
+                             n_train, tuple(used), bool(fiber_names), bool(rotation_names))
+        base = keys.seed_key(seed)
+        edges = jnp.asarray(grid_edges(eps))
+        eps32 = jnp.float32(float32_threshold(eps))
+        began = time.perf_counter()
+        if start is None:
+            state = programs.init(_keys(base, first_replicate, replicates, 0), ops, labels)
+            infos, evaluations, before, first = [], replicates * particles, 0.0, 1
+        else:
+            _check_start(start, replicates, particles, coords.dim)
+            state, infos = State(*start.state), list(start.levels)
+            evaluations, before, first = start.evaluations, start.seconds, start.level + 1
+        for count in range(first, max_levels + 1):
+            if infos and _finished(infos[-1], particles):
+                break
+            state, info = programs.level(_keys(base, first_replicate, replicates, count), state,
+                                         ops, labels, eps32, edges, jnp.int32(schedule.least),
+                                         jnp.int32(schedule.most),
+                                         jnp.float32(schedule.target_correlation))
+            info = jax.device_get(info)
+            infos.append(info)
+            evaluations += int(np.sum(np.where(info.active, info.proposals, 0), dtype=np.int64))
+            seconds = before + time.perf_counter() - began - clock.seconds
+            if on_level is not None:
+                on_level(info, seconds)
+            snapshot = Snapshot(count, state, tuple(infos), evaluations, seconds)
+            stopping = (stop is not None and count < max_levels and not _finished(info, particles)
+                        and stop())
+            if on_snapshot is not None:
+                on_snapshot(snapshot)
+            if stopping:
+                raise Stopped(snapshot)
+        done = jax.device_get(state.done)
+        matrices = jax.device_get(programs.matrices(state.z))
+        final_train, final_gen, log_p = jax.device_get((state.train, state.gen, state.log_p))
+        levels = blank_finished(LevelInfo(*(np.stack(field) for field in zip(*infos))))
+        return SplittingResult(
+            log_p=np.where(done, log_p, np.nan).astype(np.float64), levels=levels,
+            final_train=final_train, final_gen=final_gen, final_matrix=matrices,
+            accepted=done[:, None] & (final_train < eps32), edges=np.asarray(edges), eps=float(eps),
+            particles=particles, replicates=replicates, evaluations=evaluations,
+            seconds=before + time.perf_counter() - began - clock.seconds,
+            compile_seconds=clock.seconds, latent=coords.name, move=kernel.name,
+            fibers=fiber_names, rotations=rotation_names, converged=bool(np.all(done)),
+            first_replicate=first_replicate)
 
 
 def _finished(info, particles):

@@ -90,6 +90,7 @@ def load_part(part):
         return SplittingResult(
             levels=levels, final_matrix=None, fibers=tuple(str(f) for f in arrays["fibers"]),
             rotations=tuple(str(f) for f in arrays.get("rotations", ())),
+            compile_seconds=float(arrays.get("compile_seconds", 0.0)),
             **{name: arrays[name] for name in ("log_p", "final_train", "final_gen", "accepted",
                                                "edges")},
             **{name: kind(arrays[name]) for name, kind in scalars.items()})

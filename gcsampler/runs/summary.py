@@ -120,13 +120,14 @@ FIELDS = (
     Field("prior_gen_loss_stderr", "gen loss", "its standard error", ("rejection",), required=True),
     Field("sampler_used", "", "how draws were generated: the sampler ('auto' resolved; "
                               "splitting: splitting/<coordinates>)", kind=TEXT_OR_NULL),
-    Field("seconds", "s", "G&C wall time (the longest process's; resumed runs: all parts); "
-                          "rejection: sampling only, compilation excluded",
+    Field("seconds", "s", "G&C wall time (the longest process's; resumed runs: all parts), "
+                          "compilation excluded",
           kind=NONNEGATIVE, required=True),
-    Field("compile_seconds", "s", "time spent compiling the device program before and "
-                                  "during sampling (process 0; a resumed run: its last "
-                                  "part); near 0 when JAX's compilation cache has it",
-          ("rejection",)),
+    Field("compile_seconds", "s", "time spent compiling the device programs before and "
+                                  "during sampling (rejection: process 0; splitting: the "
+                                  "longest process's; a resumed run: its last part); near 0 "
+                                  "when JAX's compilation cache has it",
+          ("rejection", "splitting")),
     Field("samples_per_second", "loss evaluations/s", "draws / seconds"),
     Field("processes", "", "processes that drew the run", column=False, kind=COUNT),
     Field("run_dir", "", "the run directory", column=False, kind=TEXT_OR_NULL),

@@ -137,7 +137,7 @@ def splitting_table(s):
                         f"non-finite prior draws"),
         ("throughput", f"{format_count(s['draws'])} loss evaluations, "
                        f"{format_count(s.get('samples_per_second') or 0)}/s "
-                       f"({s['seconds']:.1f} s)"),
+                       f"({s['seconds']:.1f} s{_compiling(s)})"),
         ("run directory", s.get("run_dir") or ""),
     ]
     if s.get("splitting_message"):

@@ -88,6 +88,7 @@ def summarize_splitting(result):
         "ancestors_min": int(np.min(levels.ancestors[levels.active & levels.final]))
         if np.any(levels.active & levels.final) else 0,
         "seconds": result.seconds,
+        "compile_seconds": result.compile_seconds,
         "samples_per_second": evaluations_per_second,
         "latent": result.latent,
         "move": result.move,

@@ -17,7 +17,7 @@ class Snapshot(NamedTuple):
       state: every replicate's :class:`~gcsampler.splitting.base.State` (leading axis R).
       levels: LevelInfo of the levels made, fields of leading axes (levels, R).
       evaluations: loss evaluations so far.
-      seconds: wall time so far.
+      seconds: wall time so far, compilation excluded.
     """
 
     level: int
@@ -40,7 +40,7 @@ class SplittingResult(NamedTuple):
       edges: the grid thresholds of ``levels.grid_*``.
       eps, particles, replicates: the run's settings.
       evaluations: loss evaluations of the whole run.
-      seconds: wall time.
+      seconds: wall time, compilation excluded.
       latent, move: the coordinate map's and the move's names.
       fibers: the names of the moves along the level set (:mod:`gcsampler.factorization.fibers`)
         made after each move, in order (empty: none applied or ``fiber`` was False).
@@ -48,6 +48,8 @@ class SplittingResult(NamedTuple):
         (:mod:`gcsampler.factorization.rotations`) made after those, in order.
       converged: whether every replicate reached eps within the level cap.
       first_replicate: the number of the first replicate (the others follow it).
+      compile_seconds: time spent making the programs (tracing, compiling or reading
+        them from JAX's compilation cache) in this process.
     """
 
     log_p: np.ndarray
@@ -68,6 +70,7 @@ class SplittingResult(NamedTuple):
     converged: bool
     rotations: tuple = ()
     first_replicate: int = 0
+    compile_seconds: float = 0.0
 
 
 def blank(dtype, shape):
@@ -88,7 +91,7 @@ def combine(results):
     """The :class:`SplittingResult` of runs of consecutive replicate ranges of one
     setting (``first_replicate``): what one run of all of them gives. Level rows are
     padded with blank rows to the longest run's; ``final_matrix`` is None unless
-    every run has it; ``seconds`` is the longest run's.
+    every run has it; ``seconds`` and ``compile_seconds`` are the longest run's.
     """
     results = sorted(results, key=lambda r: r.first_replicate)
     for before, after in zip(results, results[1:]):
@@ -113,4 +116,5 @@ def combine(results):
         replicates=sum(r.replicates for r in results),
         evaluations=sum(r.evaluations for r in results),
         seconds=max(r.seconds for r in results),
+        compile_seconds=max(r.compile_seconds for r in results),
         converged=all(r.converged for r in results))

@@ -109,7 +109,7 @@ def test_an_unfinished_splitting_run_is_resumed(splitting_run_dir, tmp_path):
     proc = gcsampler("run", "--resume", str(run_dir), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert f"resuming {run_dir} from its start (no checkpoint yet)" in proc.stderr
-    times = ("seconds", "samples_per_second", "gd_seconds", "run_dir")
+    times = ("seconds", "compile_seconds", "samples_per_second", "gd_seconds", "run_dir")
     got, want = ({k: v for k, v in json.loads((d / "summary.json").read_text()).items()
                   if k not in times} for d in (run_dir, reference))
     assert got == want

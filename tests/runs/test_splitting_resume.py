@@ -15,13 +15,13 @@ import pytest
 from gcsampler import cli
 from gcsampler.core import progress
 from gcsampler.runs import accepted, config, files, runner, splitting_files
+from same_results import NOT_RESULTS
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CFG = config.RunConfig(method="splitting", eps=1e-3, particles=64, replicates=2, moves="3",
                        seed=3, gd=False, devices="1")
 FLAGS = ["--method", "splitting", "--eps", "1e-3", "--particles", "64", "--replicates", "2",
          "--moves", "3", "--seed", "3", "--nogd", "--devices", "1"]
-NOT_RESULTS = ("seconds", "samples_per_second", "run_dir")
 
 
 def execute(cfg, run_dir):
