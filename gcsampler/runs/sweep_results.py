@@ -79,13 +79,19 @@ def load_sweep(sweep_dir, eps=None):
 
 
 def figure_note(record, rows):
-    """A figure's small print: draws per seed (and their scaling), the effective eps of
-    re-thresholded cells, and the hardware and wall time of a finished sweep."""
-    draws = sorted({row["samples"] for row in rows})
-    scale = record["scale"]
-    text = f"{', '.join(f'{d:.3g}' for d in draws)} draws per seed"
-    if scale < 1:
-        text += f" (scaled x{scale:g} from the setting's {draws[-1] / scale:.3g})"
+    """A figure's small print: draws per seed (and their scaling), or a splitting sweep's
+    particles and replicates, the effective eps of re-thresholded cells, and the
+    hardware and wall time of a finished sweep."""
+    if all(row.get("method") == "splitting" for row in rows):
+        systems = sorted({(row["particles"], row["replicates"]) for row in rows})
+        text = "splitting, " + ", ".join(f"{n} particles x {r} replicates"
+                                         for n, r in systems) + " per seed"
+    else:
+        draws = sorted({row["samples"] for row in rows})
+        scale = record["scale"]
+        text = f"{', '.join(f'{d:.3g}' for d in draws)} draws per seed"
+        if scale < 1:
+            text += f" (scaled x{scale:g} from the setting's {draws[-1] / scale:.3g})"
     effective = sorted({row["effective_eps"] for row in rows
                         if math.isfinite(row.get("effective_eps", math.nan))})
     if effective and effective != [rows[0]["eps"]]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gcsampler.factorization import problems
-from gcsampler.runs import accepted, files, runner, splitting_files, splitting_run
+from gcsampler.runs import accepted, files, runner, splitting_files, splitting_run, sweep_results
 from test_cli import finished, gcsampler
 
 LN10 = math.log(10)
@@ -129,6 +129,8 @@ def test_splitting_sweep_draws_log_p_and_gen_loss_against_eps(tmp_path):
     assert again.returncode == 0 and "gen_loss_vs_eps.png" in again.stdout
     rethreshold = gcsampler("plot", "sw", "--eps", "0.1", cwd=tmp_path)
     assert rethreshold.returncode == 0, rethreshold.stderr
+    note = sweep_results.figure_note(*sweep_results.load_sweep(tmp_path / "sw"))
+    assert note.startswith("splitting, 128 particles x 2 replicates per seed; ")  # not draws
 
 
 def test_gd_of_a_finished_splitting_run_runs_on_resume(tmp_path):
