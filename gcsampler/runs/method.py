@@ -29,6 +29,9 @@ class Method(NamedTuple):
       unfinished: ``(run_dir, record) -> str``: how far a stopped run got, and how to
         continue it (the record's ``resume`` command).
       table: ``summary -> str``: the end-of-run table.
+      effort: ``(scale, rows) -> str``: the work per seed of a sweep's cells of this method
+        (``rows``: their results rows; ``scale``: the sweep's ``--scale``), for its
+        figures' small print.
       redraws: whether its rows, statistics and checkpoints are those of draws, each a pure
         function of (seed, index), so that damaged ones can be drawn again
         (:mod:`gcsampler.runs.integrity`).
@@ -45,4 +48,5 @@ class Method(NamedTuple):
     rethreshold: Callable
     unfinished: Callable
     table: Callable
+    effort: Callable
     redraws: bool = False

@@ -360,6 +360,15 @@ def _display(cfg, sweep, name):
     return sweep.for_cell(name)
 
 
+def _effort(scale, rows):
+    """'1e+06 draws per seed' (and the scaling, when the sweep scaled them)."""
+    draws = sorted({row["samples"] for row in rows})
+    text = f"{', '.join(f'{d:.3g}' for d in draws)} draws per seed"
+    if scale < 1:
+        text += f" (scaled x{scale:g} from the setting's {draws[-1] / scale:.3g})"
+    return text
+
+
 METHOD = Method(
     name="rejection", figure="losses",
     validate=lambda cfg, processes=1: None,
@@ -374,4 +383,4 @@ METHOD = Method(
         run_dir, rec["task"]["eps"], record.processes(rec), eps),
     unfinished=lambda run_dir, rec: unfinished_message(
         run_dir, rec["settings"]["samples"], record.processes(rec), rec["resume"]),
-    table=tables.rejection_table, redraws=True)
+    table=tables.rejection_table, effort=_effort, redraws=True)

@@ -180,6 +180,15 @@ def _unfinished(run_dir, rec):
     return f"{run_dir} did not finish: {where}; continue it with {rec['resume']}"
 
 
+def _effort(scale, rows):
+    """'splitting, 256 particles x 2 replicates per seed' (a sweep's --scale scales draws,
+    which splitting does not make)."""
+    del scale
+    systems = sorted({(row["particles"], row["replicates"]) for row in rows})
+    return "splitting, " + ", ".join(f"{n} particles x {r} replicates"
+                                     for n, r in systems) + " per seed"
+
+
 METHOD = Method(
     name="splitting", figure="curve", validate=_validate, check=_check, start=_start,
     resume=_resume,
@@ -189,4 +198,4 @@ METHOD = Method(
         f"{sweep.cell_prefix(name)}  splitting"),
     rethreshold=lambda run_dir, rec, summary, eps: splitting_files.rethreshold(
         run_dir, summary, record.processes(rec), eps),
-    unfinished=_unfinished, table=tables.splitting_table)
+    unfinished=_unfinished, table=tables.splitting_table, effort=_effort)

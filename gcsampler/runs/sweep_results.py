@@ -14,6 +14,7 @@ import math
 import pathlib
 
 from gcsampler.runs import config, files, runner, splitting_files, summary as schema
+from gcsampler.runs.methods import METHODS
 from gcsampler.threshold import statistics
 
 SWEEP_FILE = "sweep.json"
@@ -79,19 +80,13 @@ def load_sweep(sweep_dir, eps=None):
 
 
 def figure_note(record, rows):
-    """A figure's small print: draws per seed (and their scaling), or a splitting sweep's
-    particles and replicates, the effective eps of re-thresholded cells, and the
-    hardware and wall time of a finished sweep."""
-    if all(row.get("method") == "splitting" for row in rows):
-        systems = sorted({(row["particles"], row["replicates"]) for row in rows})
-        text = "splitting, " + ", ".join(f"{n} particles x {r} replicates"
-                                         for n, r in systems) + " per seed"
-    else:
-        draws = sorted({row["samples"] for row in rows})
-        scale = record["scale"]
-        text = f"{', '.join(f'{d:.3g}' for d in draws)} draws per seed"
-        if scale < 1:
-            text += f" (scaled x{scale:g} from the setting's {draws[-1] / scale:.3g})"
+    """A figure's small print: each method's work per seed (draws, and their scaling, or
+    particles and replicates), the effective eps of re-thresholded cells, and the hardware
+    and wall time of a finished sweep."""
+    methods = sorted({row["method"] for row in rows})
+    text = "; ".join(METHODS[name].effort(record["scale"], [r for r in rows
+                                                            if r["method"] == name])
+                     for name in methods)
     effective = sorted({row["effective_eps"] for row in rows
                         if math.isfinite(row.get("effective_eps", math.nan))})
     if effective and effective != [rows[0]["eps"]]:
