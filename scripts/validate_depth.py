@@ -15,12 +15,18 @@ default problem (matrix_sensing(seed=0)), at one eps where rejection accepts at 
     base run's mean under 'auto'), each against the base run, within their joint
     family-wise interval.
 
+With --draws 0 there is no rejection and no (a): splitting alone, with its checks (b), at a
+threshold rejection cannot reach (the paper's eps = 0.0035 needs about 1e7 to 1e8 draws per
+accepted one there).
+
 Each cell also reports its worst level's decorrelation (the largest correlation with the
 level's start after its moves; 'auto' aims at 0.1) and its seconds.
 
     PYTHONPATH=. python scripts/validate_depth.py --out OUT               # CPU: an hour or more
     PYTHONPATH=. python scripts/validate_depth.py --depths 2,6 --activations linear \\
         --particles 64 --replicates 4 --draws 2e5 --eps 0.05 --stability_depths ''   # smoke
+    PYTHONPATH=. python scripts/validate_depth.py --eps 0.0035 --draws 0 --depths 10 \\
+        --stability_depths 10 --out OUT                      # (b) at the paper's threshold
 """
 
 import argparse
@@ -101,25 +107,32 @@ def part_a(cells, comparisons):
 
 
 def figure(cells, path):
-    """log10 p and gen loss against depth: splitting (95% intervals) over rejection."""
+    """log10 p and gen loss against depth: splitting (95% intervals) beside rejection and
+    the doubled runs of (b), where they ran."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     colors = {"linear": "C0", "tanh": "C1", "leaky_relu": "C2"}
+    # (label, offset on the depth axis, marker, the cell's run)
+    series = (("splitting", -0.15, "o", lambda c: c["splitting"]),
+              ("rejection", 0.15, "s", lambda c: c["rejection"]),
+              ("splitting, 2N particles", 0.0, "^", lambda c: c.get("stability", {}).get("2N")),
+              ("splitting, 2M moves", 0.3, "v", lambda c: c.get("stability", {}).get("2M")))
     for activation, color in colors.items():
-        rows = [c for c in cells if c["activation"] == activation]
-        if not rows:
-            continue
-        depth = np.array([c["depth"] for c in rows])
-        for ax, q in zip(axes, ("log10_p", "gen")):
-            split = np.array([[c["splitting"][q], c["splitting"][q + "_stderr"]] for c in rows])
-            rej = np.array([[c["rejection"][q], c["rejection"][q + "_stderr"]] for c in rows])
-            t = np.array([quantile(1 - LEVEL, c["splitting"]["dof"]) for c in rows])
-            ax.errorbar(depth - 0.1, split[:, 0], t * split[:, 1], fmt="o", color=color,
-                        capsize=3, label=f"{activation}: splitting")
-            ax.errorbar(depth + 0.1, rej[:, 0], 1.96 * rej[:, 1], fmt="s", mfc="none",
-                        color=color, capsize=3, label=f"{activation}: rejection")
+        for name, offset, marker, run_of in series:
+            rows = [(c["depth"], run_of(c)) for c in cells
+                    if c["activation"] == activation and run_of(c) is not None]
+            if not rows:
+                continue
+            depth = np.array([d for d, _ in rows]) + offset
+            for ax, q in zip(axes, ("log10_p", "gen")):
+                value = np.array([run[q] for _, run in rows])
+                half = np.array([run[q + "_stderr"] * quantile(1 - LEVEL, run.get("dof", math.inf))
+                                 for _, run in rows])
+                ax.errorbar(depth, value, half, fmt=marker, color=color, capsize=3,
+                            mfc=color if marker == "o" else "none",
+                            label=f"{activation}: {name}")
     eps = cells[0]["eps"]
     axes[0].set_ylabel(f"log10 P(train loss < {eps:g})")
     axes[1].set_ylabel("G&C gen loss (mean of accepted)")
@@ -128,7 +141,8 @@ def figure(cells, path):
         ax.set_xticks(sorted({c["depth"] for c in cells}))  # whole depths only
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
-    fig.suptitle(f"Splitting against rejection at eps {eps:g}, 95% intervals")
+    against = "against rejection " if any(c["rejection"] for c in cells) else ""
+    fig.suptitle(f"Splitting {against}at eps {eps:g}, 95% intervals")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -147,7 +161,8 @@ def main():
     parser.add_argument("--activations", default="linear,tanh,leaky_relu")
     parser.add_argument("--particles", type=int, default=256)
     parser.add_argument("--replicates", type=int, default=8)
-    parser.add_argument("--draws", type=float, default=1e7, help="rejection draws per cell")
+    parser.add_argument("--draws", type=float, default=1e7,
+                        help="rejection draws per cell (0: no rejection, no (a))")
     parser.add_argument("--stability_depths", default="4,10",
                         help="depths of (b), for every activation ('' for none)")
     parser.add_argument("--out", help="directory for validate_depth.json and validate_depth.png")
@@ -165,19 +180,22 @@ def main():
     for activation in args.activations.split(","):
         for depth in (int(d) for d in args.depths.split(",")):
             model = gcs.factorization(5, 5, depth, 5, activation)
-            rej = rejection(problem, model, prior, args.eps, int(args.draws))
+            rej = rejection(problem, model, prior, args.eps, int(args.draws)) if args.draws else None
             split = splitting(problem, model, prior, args.eps, args.particles, args.replicates)
-            z = compare(split, rej, split["dof"], math.inf)
-            comparisons += z.values()
             cell = {"activation": activation, "depth": depth, "eps": args.eps,
-                    "rejection": rej, "splitting": split, "z": z}
+                    "rejection": rej, "splitting": split}
             label = f"{activation} d{depth}"
-            print(f"{label}: log10 p {split['log10_p']:.3f} +- {split['log10_p_stderr']:.3f} vs "
-                  f"{rej['log10_p']:.3f} +- {rej['log10_p_stderr']:.3f}; gen {split['gen']:.4g} "
-                  f"+- {split['gen_stderr']:.2g} vs {rej['gen']:.4g} +- {rej['gen_stderr']:.2g} "
-                  f"({rej['accepted']:,} accepted); worst decorrelation "
-                  f"{split['correlation_max']:.2f}, {split['moves_mean']:.0f} moves/level, "
-                  f"{split['seconds']:.0f} s", flush=True)
+            p_vs = gen_vs = ""
+            if rej is not None:
+                cell["z"] = compare(split, rej, split["dof"], math.inf)
+                comparisons += cell["z"].values()
+                p_vs = f" vs {rej['log10_p']:.3f} +- {rej['log10_p_stderr']:.3f}"
+                gen_vs = (f" vs {rej['gen']:.4g} +- {rej['gen_stderr']:.2g} "
+                          f"({rej['accepted']:,} accepted)")
+            print(f"{label}: log10 p {split['log10_p']:.3f} +- {split['log10_p_stderr']:.3f}{p_vs}; "
+                  f"gen {split['gen']:.4g} +- {split['gen_stderr']:.2g}{gen_vs}; worst "
+                  f"decorrelation {split['correlation_max']:.2f}, {split['moves_mean']:.0f} "
+                  f"moves/level (most {split['moves_max']}), {split['seconds']:.0f} s", flush=True)
             if depth in stability:
                 doubled = {"2N": splitting(problem, model, prior, args.eps, 2 * args.particles,
                                            args.replicates, seed=2),
@@ -195,7 +213,7 @@ def main():
             cells.append(cell)
             if args.out:  # after every cell, so that a stopped run keeps what it measured
                 write(Path(args.out), record)
-    checks = part_a(cells, comparisons) + checks
+    checks = (part_a(cells, comparisons) if comparisons else []) + checks
     seconds = time.perf_counter() - began
     if args.out:
         write(Path(args.out), {**record, "seconds": seconds, "checks": checks})
@@ -203,7 +221,7 @@ def main():
     print(f"\n{header}; {seconds:.0f} s")
     print("cell           log10 p split / rejection   gen split / rejection   worst corr")
     for c in cells:
-        s, r = c["splitting"], c["rejection"]
+        s, r = c["splitting"], c["rejection"] or {"log10_p": math.nan, "gen": math.nan}
         print(f"{c['activation']:<10} d{c['depth']:<3} {s['log10_p']:8.3f} / {r['log10_p']:8.3f}"
               f"      {s['gen']:.4f} / {r['gen']:.4f}        {s['correlation_max']:.2f}")
     failed = sum(ok is False for *_, ok in checks)
