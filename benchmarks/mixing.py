@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gcsampler.factorization import (fibers, latent, models, priors, problems, rescalings,
-                                     rotations, splitting)
+from gcsampler.factorization import (fibers, latent, models, priors, problems, rotations,
+                                     splitting)
 from gcsampler.splitting.base import PROJECTIONS, _correlations
 from gcsampler.splitting.moves import elliptical_slice, make_move
 
@@ -44,8 +44,7 @@ def population(problem, model, prior, eps, particles):
 
 def kernels_named(names, coords, model, prior, train_ops, train_labels):
     """The kernels of one combination: registered moves by name, 'cone'/'fiber' for the
-    moves along the level set, 'rotate' for the layer rotations, 'rescale' for the hidden
-    units' rescalings, 'essK' for steps of K
+    moves along the level set, 'rotate' for the layer rotations, 'essK' for steps of K
     elliptical slices (``elliptical_slice(chain=K)``)."""
     out = []
     for name in names.split(","):
@@ -53,8 +52,6 @@ def kernels_named(names, coords, model, prior, train_ops, train_labels):
             out += fibers.fiber_moves(coords, prior, train_ops, train_labels)
         elif name == "rotate":
             out += rotations.rotation_moves(coords, model, prior)
-        elif name == "rescale":
-            out += rescalings.rescale_moves(coords, model, prior)
         elif name.startswith("ess") and name[3:].isdigit():  # essK: chains of K slices
             out.append(elliptical_slice(chain=int(name[3:])))
         else:
