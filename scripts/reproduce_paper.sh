@@ -11,8 +11,8 @@
 # Each preset becomes OUT_DIR/<preset>/ (a sweep directory: run directories, results.csv,
 # gen_loss and acceptance_rate figures); OUT_DIR/figures/ collects every preset's figures and
 # OUT_DIR/results.csv concatenates every results.csv. Presets already finished in OUT_DIR are
-# skipped, so the script can be run again after an interruption (an interrupted preset's
-# directory must be removed first: a sweep never overwrites).
+# skipped and an interrupted one continues where it stopped (`gcsampler sweep --resume`), so
+# the script can be run again after an interruption.
 set -euo pipefail
 
 out=${1:-runs/paper-$(date +%Y%m%d-%H%M%S)}
@@ -28,10 +28,15 @@ for preset in $presets; do
   if [[ -f "$out/$preset/gen_loss.png" ]]; then
     echo "== $preset: done already, skipped"
   else
-    echo "== $preset"
     start=$SECONDS
-    $gcsampler sweep --preset "$preset" --scale "$scale" --out "$out/$preset" \
-      | tee "$out/$preset.txt"
+    if [[ -f "$out/$preset/sweep.json" ]]; then
+      echo "== $preset: continuing"
+      $gcsampler sweep --resume "$out/$preset" | tee -a "$out/$preset.txt"
+    else
+      echo "== $preset"
+      $gcsampler sweep --preset "$preset" --scale "$scale" --out "$out/$preset" \
+        | tee "$out/$preset.txt"
+    fi
     echo "$preset: $((SECONDS - start)) s" | tee -a "$out/timings.txt"
   fi
   for figure in "$out/$preset"/gen_loss.{png,pdf} "$out/$preset"/acceptance_rate.{png,pdf}; do

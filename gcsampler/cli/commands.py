@@ -153,12 +153,15 @@ def sweep_command(args, values):
     if values.list_presets:
         print(presets.listing())
         return 0
-    spec = sweep_spec(values)
-    setup.use_compilation_cache(values, "sweep")
-    setup.check_devices(values.devices, command="sweep")
-    name = spec.preset or f"{spec.axis}"
-    out = setup.out_dir(values, f"sweep-{name}")
-    sweep.run_sweep(spec, out)
+    if values.resume is not None:
+        out, spec = _resumed_sweep(values)
+        setup.use_compilation_cache(values, "sweep")
+    else:
+        spec = sweep_spec(values)
+        setup.use_compilation_cache(values, "sweep")
+        setup.check_devices(values.devices, command="sweep")
+        out = setup.out_dir(values, f"sweep-{spec.preset or spec.axis}")
+    sweep.run_sweep(spec, out, resume=values.resume is not None)
     record, rows = sweep_results.load_sweep(out)
     print(f"\n{spec.title}")
     _report_sweep(out, record, rows, "gen_loss", spec.title, stem="gen_loss",
@@ -168,6 +171,32 @@ def sweep_command(args, values):
     _plot_curves(out, record, spec.title, linear=values.linear)
     print(f"results: {out / sweep_results.RESULTS_FILE}")
     return 0
+
+
+def _resumed_sweep(values):
+    """``(directory, spec)`` of `gcsampler sweep --resume SWEEP`: the spec its sweep.json
+    describes, with --seeds if given (every cell validated)."""
+    kept = ("resume", "seeds", "compilation_cache", "linear", "list_presets")
+    given = [f"--{row[0]}" for row in flags.sweep_flag_rows()
+             if row[0] not in kept and values[row[0]].present]
+    if given:
+        raise UsageError(f"gcsampler sweep: --resume takes its settings from the sweep's "
+                         f"{sweep.SWEEP_FILE}; of the others only --seeds (to add seeds) may be "
+                         f"given with it, got {', '.join(given)}")
+    out = pathlib.Path(values.resume)
+    if not (out / sweep.SWEEP_FILE).is_file():
+        raise files.RunDirError(f"{out} is not a gcsampler sweep directory (no "
+                                f"{sweep.SWEEP_FILE})")
+    try:
+        spec = sweep.spec_from_record(files.read_json(out / sweep.SWEEP_FILE),
+                                      values.seeds if values["seeds"].present else None)
+        sweep.expand(spec)
+    except ValueError as err:
+        raise UsageError(f"gcsampler sweep: {err}") from None
+    except (KeyError, TypeError) as err:
+        raise files.RunDirError(f"{out}/{sweep.SWEEP_FILE} is not a valid sweep record "
+                                f"(bad or missing {err})") from None
+    return out, spec
 
 
 def plot_command(args, values):

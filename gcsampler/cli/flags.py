@@ -158,6 +158,12 @@ def sweep_flag_rows():
                                  "(e.g. width=5,10,20 or activation=linear,tanh)."),
         ("seeds", "integer", presets.SEEDS,
          "Seeds per value; seed s is a fresh problem (problem seed s) and G&C/GD seed s."),
+        ("resume", "string", None,
+         "Continue the sweep in this directory (after a stop, kill or crash): finished cells are "
+         "kept, a cell stopped part-way continues from its checkpoint and the others run, with "
+         "the G&C results of a sweep made without a stop. Its settings come from its "
+         "sweep.json; the only setting it takes is --seeds, larger than the sweep's to add "
+         "seeds."),
         ("scale", "float", 1.0, "Multiply every cell's number of draws by this factor in (0, 1] "
                                 "for a quick look; results.csv and the figures say so."),
         *rows,

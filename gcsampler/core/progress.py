@@ -142,6 +142,12 @@ class SweepProgress(Progress):
         self.finished_draws += draws
         self.finished_cells += 1
 
+    def skip_cell(self, draws):
+        """Count a cell of ``draws`` draws found finished (by a resumed sweep): not drawn
+        now, so not in the pace."""
+        self.done_before += draws
+        self.finish_cell(draws)
+
 
 def level_line(count, info, eps, first_level, evaluations, seconds, prefix="splitting"):
     """The text of one splitting progress update from a level's LevelInfo (one value

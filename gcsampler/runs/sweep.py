@@ -12,6 +12,11 @@ vmapped program. A sweep directory holds::
     gen_loss_vs_eps.png/.pdf   (--method splitting) log p and the G&C gen loss against
                                eps, one line per value (:func:`curves`)
 
+A stopped sweep continues with :func:`run_sweep` (``resume=True``) and the spec its record
+describes (:func:`spec_from_record`), with as many seeds or more: finished cells are kept,
+a cell stopped part-way continues from its checkpoint, and the missing cells run, each with
+the G&C results of a sweep made without a stop (each cell's are a function of its settings).
+
 Cells may use custom pieces: a prior, model or problem given to :func:`run` as an
 object, or as a function of the cell's RunConfig that makes one. The result rows are
 :mod:`.sweep_results`'.
@@ -19,7 +24,9 @@ object, or as a function of the cell's RunConfig that makes one. The result rows
 
 import dataclasses
 import io
+import json
 import math
+import pathlib
 import sys
 import time
 
@@ -32,6 +39,8 @@ from gcsampler.runs.methods import METHODS
 SWEEP_FILE = sweep_results.SWEEP_FILE
 # Settings a sweep controls itself: the seeds come from --seeds.
 NOT_SWEEPABLE = ("seed", "problem_seed")
+# What a resumed sweep keeps from the sweep it continues (its seeds may grow).
+DEFINITION = ("axis", "values", "settings", "per_value", "overrides", "scale", "preset", "title")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +79,7 @@ class Cell:
     label: str
     cfg: config.RunConfig
     pieces: pieces_lib.Pieces
+    objects: dict = dataclasses.field(default_factory=dict)  # pieces given as objects
 
     @property
     def name(self):
@@ -157,7 +167,7 @@ def expand(spec, problem=None, model=None, prior=None):
                 built = runner.prepare(cfg, objects, tuple(objects))
             except (TypeError, ValueError) as err:
                 raise ValueError(f"{spec.axis}={value}: {err}") from None
-            cells.append(Cell(value, seed, f"{spec.axis}={value}", cfg, built))
+            cells.append(Cell(value, seed, f"{spec.axis}={value}", cfg, built, objects))
     return cells
 
 
@@ -166,43 +176,118 @@ def _made(given, cfg):
     return given(cfg) if callable(given) else given
 
 
-def run_sweep(spec, sweep_dir, stream=None, *, problem=None, model=None, prior=None):
+def spec_from_record(sweep_record, seeds=None):
+    """The :class:`SweepSpec` a sweep directory's record (``sweep.json``) describes, with
+    ``seeds`` seeds (None: as many as it has; never fewer). ValueError if ``seeds`` is
+    fewer."""
+    seeds = sweep_record["seeds"] if seeds is None else seeds
+    _check_seeds(sweep_record, seeds)
+    return SweepSpec(axis=sweep_record["axis"], values=tuple(sweep_record["values"]),
+                     seeds=seeds, settings=sweep_record["settings"],
+                     per_value={value: settings for value, settings in sweep_record["per_value"]},
+                     overrides=sweep_record["overrides"], scale=sweep_record["scale"],
+                     preset=sweep_record["preset"], title=sweep_record["title"])
+
+
+def run_sweep(spec, sweep_dir, stream=None, *, problem=None, model=None, prior=None,
+              resume=False):
     """Run every cell of ``spec`` into ``sweep_dir`` (which must not exist or be empty);
-    ``problem``, ``model``, ``prior`` as for :func:`expand`.
+    ``problem``, ``model``, ``prior`` as for :func:`expand`. With ``resume``, continue
+    the sweep in ``sweep_dir`` instead (``spec``: its :func:`spec_from_record`, perhaps
+    with more seeds): finished cells are kept, stopped ones continue, missing ones run.
 
     G&C runs cell by cell with one progress display for the whole sweep; after the
     seeds of a value, their GD runs go through one vmapped program. ``results.csv``
     is rewritten after each value, so a stopped sweep keeps what it finished.
-    Returns the result rows.
+    ``sweep.json`` records each session's wall time. Returns the result rows.
     """
     stream = stream if stream is not None else sys.stderr
     began = time.monotonic()
     cells = expand(spec, problem, model, prior)
-    sweep_dir = files.create_run_dir(sweep_dir)
-    files.write_json(sweep_dir / SWEEP_FILE, _record(spec, cells))
+    sweep_record = _record(spec, cells)
+    if resume:
+        sweep_dir = pathlib.Path(sweep_dir)
+        previous = files.read_json(sweep_dir / SWEEP_FILE)
+        _check_continues(previous, sweep_record, sweep_dir)
+        sessions = _sessions(previous)
+    else:
+        sweep_dir, sessions = files.create_run_dir(sweep_dir), []
+
+    def write_record(**more):
+        files.write_json(sweep_dir / SWEEP_FILE, {
+            **sweep_record, "sessions": sessions + [time.monotonic() - began], **more})
+
+    write_record()
     display = progress.SweepProgress(sum(c.cfg.samples for c in cells), len(cells), stream)
     rows, gd_results = [], {}
     for first in range(0, len(cells), spec.seeds):
         group = cells[first:first + spec.seeds]
         finished = []
         for cell in group:
-            method = METHODS[cell.cfg.method]
-            summary = method.start(cell.cfg, cell.pieces, sweep_dir / "cells" / cell.name,
-                                   stream=_Quiet(), checkpoint_every=DEFAULT_EVERY,
-                                   display=method.display(cell.cfg, display, cell.name))
-            display.finish_cell(cell.cfg.samples)
-            finished.append(finish.Finished(cell.cfg, cell.pieces, summary))
-        finish.finish(finished, note=display.note, label=group[0].label, done=gd_results)
+            run, found = _gnc(cell, sweep_dir / "cells" / cell.name, display)
+            (display.skip_cell if found else display.finish_cell)(cell.cfg.samples)
+            finished.append(run)
+        finish.finish([run for run in finished if finish.missing(run.summary, run.cfg.gd)],
+                      note=display.note, label=group[0].label, done=gd_results)
         rows += [sweep_results.result_row(run.cfg, run.summary, spec.scale, f"cells/{cell.name}")
                  for cell, run in zip(group, finished)]
         sweep_results.write_results(sweep_dir, rows)
+        write_record()
     device = files.read_json(sweep_dir / "cells" / cells[0].name / record.CONFIG_FILE)
-    sweep_record = files.read_json(sweep_dir / SWEEP_FILE)
-    sweep_record["finished"] = {"wall_seconds": time.monotonic() - began,
-                                "hardware": f"{device['resolved']['devices']} x "
-                                            f"{device['device_kind']}"}
-    files.write_json(sweep_dir / SWEEP_FILE, sweep_record)
+    wall = sum(sessions) + time.monotonic() - began
+    write_record(finished={"wall_seconds": wall,
+                           "hardware": f"{device['resolved']['devices']} x "
+                                       f"{device['device_kind']}"})
     return rows
+
+
+def _gnc(cell, cell_dir, display):
+    """``(run, found)``: the :class:`~gcsampler.runs.finish.Finished` G&C of one cell, and
+    whether it was found finished. A cell without a run directory runs; a stopped one
+    continues from its checkpoint; what a finished one lacks after G&C (the references,
+    GD) is left to :func:`~gcsampler.runs.finish.finish`."""
+    method = METHODS[cell.cfg.method]
+    if not (cell_dir / record.CONFIG_FILE).is_file():
+        summary = method.start(cell.cfg, cell.pieces, cell_dir, stream=_Quiet(),
+                               checkpoint_every=DEFAULT_EVERY,
+                               display=method.display(cell.cfg, display, cell.name))
+        return finish.Finished(cell.cfg, cell.pieces, summary), False
+    try:
+        resumption, pieces = runner.prepare_resume(cell_dir, {}, cell.objects)
+    except ValueError as err:
+        raise files.RunDirError(f"cannot continue {cell_dir}: {err}") from None
+    if resumption.gnc_done:
+        return finish.Finished(resumption.cfg, pieces,
+                               {**resumption.previous, "run_dir": str(cell_dir)}), True
+    display.note(f"gcsampler sweep: {cell.name} continues from its checkpoint")
+    summary = method.resume(resumption, pieces, stream=_Quiet(), checkpoint_every=DEFAULT_EVERY)
+    return finish.Finished(resumption.cfg, pieces, summary), False
+
+
+def _check_seeds(previous, seeds):
+    """ValueError unless ``seeds`` is at least the seeds of the sweep recorded in
+    ``previous``."""
+    if not isinstance(seeds, int) or seeds < previous["seeds"]:
+        raise ValueError(f"--seeds must be at least the {previous['seeds']} the sweep was made "
+                         f"with (a resumed sweep can only add seeds), got {seeds!r}")
+
+
+def _check_continues(previous, sweep_record, sweep_dir):
+    """ValueError unless ``sweep_record`` continues the sweep recorded in ``previous``."""
+    _check_seeds(previous, sweep_record["seeds"])
+    changed = [name for name in DEFINITION
+               if json.loads(json.dumps(sweep_record[name])) != previous.get(name)]
+    if changed:
+        raise ValueError(f"{sweep_dir} is a sweep of other {', '.join(changed)}: a resumed "
+                         f"sweep keeps its definition, only its seeds may grow")
+
+
+def _sessions(previous):
+    """The wall seconds of the earlier sessions of a sweep, from its record (a record
+    written before sessions were kept has its finished sweep's time, or nothing)."""
+    if "sessions" in previous:
+        return list(previous["sessions"])
+    return [previous["finished"]["wall_seconds"]] if "finished" in previous else []
 
 
 class _Quiet(io.StringIO):

@@ -185,6 +185,11 @@ BAD_INVOCATIONS = [
     ("sweep --vary =1,2", "--vary"),
     ("sweep --vary width=5 --seeds 0", "--seeds"),
     ("sweep --vary width=5 --seeds x", "--seeds"),
+    ("sweep --resume does/not/exist", "not a gcsampler sweep directory"),
+    ("sweep --resume {run}", "not a gcsampler sweep directory"),
+    ("sweep --resume {sweep} --seeds 0", "--seeds must be at least the"),
+    ("sweep --resume {sweep} --width 7", "only --seeds (to add seeds) may be given with it, "
+                                         "got --width"),
     ("sweep --vary width=5 --scale 1.5", "--scale"),
     ("sweep --vary width=5 --scale 0", "--scale"),
     ("sweep --vary width=5 --scale nan", "--scale"),

@@ -59,7 +59,7 @@ def test_command_lines_parse(page, line):
     values = args.flag_values
     if args.command == "run" and values.resume is None:
         commands.run_config(values)
-    elif args.command == "sweep" and not values.list_presets:
+    elif args.command == "sweep" and not values.list_presets and values.resume is None:
         commands.sweep_spec(values)
     elif args.command == "classify" and not values.list_presets and values.resume is None:
         classify_commands.classify_config(values)

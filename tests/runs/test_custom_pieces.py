@@ -2,6 +2,7 @@
 as MODULE:ATTR, in sweeps; runs record them, resume only with the same ones, and give the
 same bits as runs without a stop."""
 
+import dataclasses
 import io
 
 import numpy as np
@@ -125,3 +126,15 @@ def test_sweeps_take_pieces_and_factories(tmp_path):
     _, loaded = gcs.load_sweep(tmp_path / "sweep")
     assert [row["gnc_gen_loss_mean"] for row in loaded] == pytest.approx(
         [row["gnc_gen_loss_mean"] for row in rows], nan_ok=True)
+    # A sweep of objects resumes with the same objects (checked by their probes): its
+    # finished cells are kept; another definition is refused.
+    def model(cfg):
+        return gcs.factorization(5, 5, cfg.depth, cfg.width, custom_pieces.softsign)
+
+    again = gcs.run_sweep(spec, tmp_path / "sweep", stream=io.StringIO(), resume=True,
+                          prior=custom_pieces.laplace, model=model)
+    assert again == loaded
+    with pytest.raises(ValueError, match="is a sweep of other values: a resumed sweep keeps"):
+        gcs.run_sweep(dataclasses.replace(spec, values=(5, 7)), tmp_path / "sweep",
+                      stream=io.StringIO(), resume=True, prior=custom_pieces.laplace,
+                      model=model)

@@ -5,16 +5,19 @@ import collections
 import csv
 import io
 import math
+import shutil
 import time
 
 import numpy as np
 import pytest
 
 from gcsampler.factorization import gd, interpolants
-from gcsampler.runs import (accepted, checkpoint, config, files, presets, runner, sweep,
-                            sweep_results)
+from gcsampler.runs import (accepted, checkpoint, config, files, finish, presets, runner,
+                            sweep, sweep_results)
 from gcsampler.runs.methods import METHODS
 from gcsampler.threshold import statistics
+
+from cli_calls import cli_run
 
 TINY = {"eps": 0.1, "samples": 3000, "log2_block": 8, "devices": "1", "gd_steps": 40,
         "gd_log_every": 20, "gd_lr": 1e-2, "gd_init_scale": 1e-2, "gd_runs": 2}
@@ -401,3 +404,91 @@ def test_values_that_leave_gd_unchanged_reuse_its_runs(tmp_path):
     assert all(r["gd_seconds"] > 0 for r in rows[:2])
     assert all(r["gd_seconds"] == 0 for r in rows[2:])
     assert rows[0]["accepted"] > rows[2]["accepted"]   # G&C did change
+
+
+# ---------------------------------------------------------- resumed sweeps
+
+G_AND_C = ("draws", "accepted", "gnc_gen_loss_mean", "prior_gen_loss_mean", "nonfinite")
+
+
+def _mtimes(directory):
+    return {p: p.stat().st_mtime_ns for p in directory.rglob("*") if p.is_file()}
+
+
+def test_resumed_sweep_continues_where_it_stopped(tiny_sweep, tmp_path):
+    """A sweep stopped with one cell finished, one stopped before GD, one stopped part-way
+    through G&C and one not started: resuming keeps the finished cell's files, and every
+    cell ends with the G&C results of the sweep made without a stop."""
+    _, original, rows, _ = tiny_sweep
+    stopped = tmp_path / "tiny"
+    shutil.copytree(original, stopped)
+    record = files.read_json(stopped / sweep.SWEEP_FILE)
+    del record["finished"]
+    files.write_json(stopped / sweep.SWEEP_FILE, record)
+    cells = stopped / "cells"
+    before_gd = files.read_json(cells / "width=5/seed=1/summary.json")
+    files.write_json(cells / "width=5/seed=1/summary.json",
+                     {k: v for k, v in before_gd.items() if k not in finish.GD_FIELDS
+                      and k != "completed"})
+    (cells / "width=5/seed=1/gd.npz").unlink()
+    (cells / "width=7/seed=0/summary.json").unlink()       # G&C stopped at its checkpoint
+    shutil.rmtree(cells / "width=7/seed=1")                # never started
+    kept = _mtimes(cells / "width=5/seed=0")
+    stream = io.StringIO()
+    resumed = sweep.run_sweep(sweep.spec_from_record(record), stopped, stream, resume=True)
+    log = stream.getvalue()
+    assert "width=7/seed=0 continues from its checkpoint" in log
+    assert "GD for width=5: 1 seed x" in log and "GD for width=7: 2 seeds" in log
+    assert _mtimes(cells / "width=5/seed=0") == kept
+    for old, new in zip(rows, resumed):
+        assert (old["width"], old["seed"]) == (new["width"], new["seed"])
+        assert [old[k] for k in G_AND_C] == [new[k] for k in G_AND_C]
+        # GD vmapped over other groups of seeds: float32 reassociation over 40 steps
+        np.testing.assert_allclose(new["gd_gen_loss"], old["gd_gen_loss"], rtol=1e-4)
+    written = files.read_json(stopped / sweep.SWEEP_FILE)
+    assert len(written["sessions"]) == 2 and written["sessions"][0] == pytest.approx(
+        files.read_json(original / sweep.SWEEP_FILE)["finished"]["wall_seconds"])
+    assert written["finished"]["wall_seconds"] == pytest.approx(sum(written["sessions"]))
+    assert sweep_results.load_sweep(stopped)[1] == resumed
+
+
+def test_resumed_sweep_adds_seeds(tiny_sweep, tmp_path, capsys):
+    """`gcsampler sweep --resume DIR --seeds 2` on a 1-seed sweep runs seed 1 of every
+    value alone: the same G&C as the 2-seed sweep's cells; the seed-0 cells are kept."""
+    _, two_seeds, rows, _ = tiny_sweep
+    one = tmp_path / "one"
+    sweep.run_sweep(sweep.SweepSpec("width", (5, 7), 1, dict(TINY), title="tiny"), one,
+                    io.StringIO())
+    kept = _mtimes(one / "cells" / "width=5" / "seed=0")
+    code, out = cli_run(["sweep", "--resume", one, "--seeds", "2"], capsys)
+    assert code == 0, out.err
+    assert _mtimes(one / "cells" / "width=5" / "seed=0") == kept
+    record, resumed = sweep_results.load_sweep(one)
+    assert record["seeds"] == 2 and len(record["cells"]) == 4
+    assert [(r["width"], r["seed"]) for r in resumed] == [(5, 0), (5, 1), (7, 0), (7, 1)]
+    for old, new in zip(rows, resumed):
+        assert [old[k] for k in G_AND_C] == [new[k] for k in G_AND_C]
+    assert "results.csv" in out.out
+    code, out = cli_run(["sweep", "--resume", one], capsys)      # finished: nothing runs
+    assert code == 0 and "sweep cell" not in out.err
+    assert len(files.read_json(one / sweep.SWEEP_FILE)["sessions"]) == 3
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--seeds", "1"], "--seeds must be at least the 2 the sweep was made with"),
+    (["--eps", "0.05"], "--resume takes its settings from the sweep's sweep.json; of the "
+                        "others only --seeds (to add seeds) may be given with it, got --eps"),
+    (["--preset", "fig2-tanh", "--out", "x"], "got --preset, --out"),
+])
+def test_resumed_sweep_refuses_other_settings(tiny_sweep, extra, message, capsys):
+    _, sweep_dir, _, _ = tiny_sweep
+    before = _mtimes(sweep_dir)
+    code, out = cli_run(["sweep", "--resume", sweep_dir, *extra], capsys)
+    assert code == 2 and message in out.err and "Traceback" not in out.err
+    assert len(out.err.strip().splitlines()) == 1
+    assert _mtimes(sweep_dir) == before
+
+
+def test_resume_refuses_a_directory_that_is_no_sweep(tmp_path, capsys):
+    code, out = cli_run(["sweep", "--resume", tmp_path], capsys)
+    assert code == 2 and "is not a gcsampler sweep directory (no sweep.json)" in out.err
