@@ -68,7 +68,7 @@ def diagnostics(name, record, rows):
     wall = (f"{record['finished']['wall_seconds'] / 60:.0f} min in all"
             if "finished" in record else "not finished")
     return (f"- {name}: {len(rows)} cells ({record['seeds']} seeds); spread flagged in "
-            f"{len(flagged)}; a level at the cap of {DEFAULT_MAX_MOVES} sweeps in {len(capped)}; "
+            f"{len(spread)}; a level at the cap of {DEFAULT_MAX_MOVES} sweeps in {len(capped)}; "
             f"worst decorrelation at the end of a level {worst:.2f}; at eps the particles of a "
             f"replicate descend from at least {ancestors:.0f} initial ones; {wall}.")
 

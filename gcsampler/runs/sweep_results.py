@@ -52,10 +52,10 @@ def write_results(sweep_dir, rows):
 def load_sweep(sweep_dir, eps=None):
     """``(record, rows)`` of a sweep directory, rows rebuilt from the cells' run directories.
 
-    Cells that did not finish G&C are left out. With ``eps``, each cell's G&C
-    results are re-thresholded (:func:`gcsampler.runs.runner.rethreshold`): exact from
-    the accepted rows at or below the run's eps, from the train-loss bins (or the
-    splitting curve) above it (``effective_eps`` then says which threshold was used).
+    Cells that did not finish G&C, or have not started, are left out. With ``eps``, each
+    cell's G&C results are re-thresholded (:func:`gcsampler.runs.runner.rethreshold`):
+    exact from the accepted rows at or below the run's eps, from the train-loss bins (or
+    the splitting curve) above it (``effective_eps`` then says which threshold was used).
     """
     sweep_dir = pathlib.Path(sweep_dir)
     if not (sweep_dir / SWEEP_FILE).is_file():
@@ -66,6 +66,8 @@ def load_sweep(sweep_dir, eps=None):
     try:
         cells, scale = record["cells"], record["scale"]
         for cell in cells:
+            if not (sweep_dir / cell["run_dir"]).exists():    # a stopped sweep's later cells
+                continue
             cfg, summary = runner.load_run(sweep_dir / cell["run_dir"])
             if summary is None:
                 continue

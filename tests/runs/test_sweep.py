@@ -434,6 +434,9 @@ def test_resumed_sweep_continues_where_it_stopped(tiny_sweep, tmp_path):
     (cells / "width=7/seed=0/summary.json").unlink()       # G&C stopped at its checkpoint
     shutil.rmtree(cells / "width=7/seed=1")                # never started
     kept = _mtimes(cells / "width=5/seed=0")
+    # Until it resumes, the stopped sweep's rows are those of its cells with G&C done.
+    assert [(r["width"], r["seed"]) for r in sweep_results.load_sweep(stopped)[1]] == [
+        (5, 0), (5, 1)]
     stream = io.StringIO()
     resumed = sweep.run_sweep(sweep.spec_from_record(record), stopped, stream, resume=True)
     log = stream.getvalue()
