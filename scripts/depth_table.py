@@ -5,7 +5,8 @@ log10 p, of G&C's gen loss with its inter-quartile range over seeds, and of GD's
 with how many seeds' GD fit the train data (where not all did, the median is marked: not a
 baseline); then the medians over seeds of the prior's chance level and of the two reference
 interpolants (the problems are those of the first sweep). G&C entries name the seeds whose
-cells had a level at the cap of sweeps per level ("cap k/n") or a flagged replicate spread
+cells had a level at the cap of sweeps per level ("cap k/n"), a level that ended with a
+correlation above 0.3 with its start ("corr > 0.3 k/n") or a flagged replicate spread
 ("spread k/n"). Below the table, per sweep: the
 seeds, the cells whose replicate spread was flagged, the cells with a level at the move cap,
 the worst decorrelation left at the end of a level, the fewest ancestors at eps and the wall
@@ -23,6 +24,8 @@ import numpy as np
 from gcsampler.runs import files, sweep_results
 from gcsampler.splitting.base import DEFAULT_MAX_MOVES
 
+UNMIXED = 0.3   # a level left more correlated than this with its start is not decorrelated
+
 
 def median_and_quartiles(values):
     """``(median, 25th, 75th percentile)`` of the finite ``values`` (NaN if none)."""
@@ -38,10 +41,12 @@ def _float(row, name):
 
 
 def flagged(rows):
-    """The cells of ``rows`` whose replicate spread was flagged, and those with a level at
-    the cap of sweeps per level (not decorrelated to the target there)."""
+    """The cells of ``rows`` whose replicate spread was flagged, those with a level at the
+    cap of sweeps per level (not decorrelated to the target there), and those with a level
+    that ended with a correlation above ``UNMIXED``."""
     return ([r for r in rows if r.get("spread_flag")],
-            [r for r in rows if _float(r, "moves_per_level_max") >= DEFAULT_MAX_MOVES])
+            [r for r in rows if _float(r, "moves_per_level_max") >= DEFAULT_MAX_MOVES],
+            [r for r in rows if _float(r, "final_correlation_max") > UNMIXED])
 
 
 def cell_text(rows):
@@ -50,9 +55,9 @@ def cell_text(rows):
     log10_p, _, _ = median_and_quartiles([_float(r, "log10_p") for r in rows])
     gen, lo, hi = median_and_quartiles([_float(r, "gnc_gen_loss_mean") for r in rows])
     gd, _, _ = median_and_quartiles([_float(r, "gd_gen_loss") for r in rows])
-    spread, capped = flagged(rows)
+    spread, capped, unmixed = flagged(rows)
     warnings = [f"{text} {len(cells)}/{len(rows)}" for text, cells in
-                (("cap", capped), ("spread", spread)) if cells]
+                (("cap", capped), (f"corr > {UNMIXED}", unmixed), ("spread", spread)) if cells]
     fitted = sum(bool(r.get("gd_fitted")) for r in rows)
     verdict = f"{fitted} of {len(rows)}" + ("" if fitted == len(rows) else ": **not a baseline**")
     return [f"{log10_p:.1f}",
@@ -62,7 +67,7 @@ def cell_text(rows):
 
 def diagnostics(name, record, rows):
     """One line of the mixing and spread diagnostics of a sweep's cells."""
-    spread, capped = flagged(rows)
+    spread, capped, _ = flagged(rows)
     worst = max(_float(r, "final_correlation_max") for r in rows)
     ancestors = min(_float(r, "ancestors_min") for r in rows)
     wall = (f"{record['finished']['wall_seconds'] / 60:.0f} min in all"
