@@ -31,9 +31,8 @@ import sys
 import time
 
 from gcsampler.core import progress
-from gcsampler.runs import (config, files, finish, pieces as pieces_lib, record, runner,
-                            sweep_results)
-from gcsampler.runs.checkpoint import DEFAULT_EVERY
+from gcsampler.runs import (checkpoint, config, files, finish, pieces as pieces_lib, record,
+                            runner, sweep_results)
 from gcsampler.runs.methods import METHODS
 
 SWEEP_FILE = sweep_results.SWEEP_FILE
@@ -224,7 +223,13 @@ def run_sweep(spec, sweep_dir, stream=None, *, problem=None, model=None, prior=N
         group = cells[first:first + spec.seeds]
         finished = []
         for cell in group:
-            run, found = _gnc(cell, sweep_dir / "cells" / cell.name, display)
+            try:
+                run, found = _gnc(cell, sweep_dir / "cells" / cell.name, display)
+            except checkpoint.Interrupted as stop:   # a cell's message would name the cell
+                write_record()
+                raise checkpoint.Interrupted(
+                    f"stopped by a signal in {cell.name} (its checkpoint is saved); continue "
+                    f"the sweep with `gcsampler sweep --resume {sweep_dir}`", stop.signal) from None
             (display.skip_cell if found else display.finish_cell)(cell.cfg.samples)
             finished.append(run)
         finish.finish([run for run in finished if finish.missing(run.summary, run.cfg.gd)],
@@ -249,7 +254,7 @@ def _gnc(cell, cell_dir, display):
     method = METHODS[cell.cfg.method]
     if not (cell_dir / record.CONFIG_FILE).is_file():
         summary = method.start(cell.cfg, cell.pieces, cell_dir, stream=_Quiet(),
-                               checkpoint_every=DEFAULT_EVERY,
+                               checkpoint_every=checkpoint.DEFAULT_EVERY,
                                display=method.display(cell.cfg, display, cell.name))
         return finish.Finished(cell.cfg, cell.pieces, summary), False
     try:
@@ -260,7 +265,8 @@ def _gnc(cell, cell_dir, display):
         return finish.Finished(resumption.cfg, pieces,
                                {**resumption.previous, "run_dir": str(cell_dir)}), True
     display.note(f"gcsampler sweep: {cell.name} continues from its checkpoint")
-    summary = method.resume(resumption, pieces, stream=_Quiet(), checkpoint_every=DEFAULT_EVERY)
+    summary = method.resume(resumption, pieces, stream=_Quiet(),
+                            checkpoint_every=checkpoint.DEFAULT_EVERY)
     return finish.Finished(resumption.cfg, pieces, summary), False
 
 

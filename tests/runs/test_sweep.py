@@ -495,3 +495,27 @@ def test_resumed_sweep_refuses_other_settings(tiny_sweep, extra, message, capsys
 def test_resume_refuses_a_directory_that_is_no_sweep(tmp_path, capsys):
     code, out = cli_run(["sweep", "--resume", tmp_path], capsys)
     assert code == 2 and "is not a gcsampler sweep directory (no sweep.json)" in out.err
+
+
+def test_a_stopped_sweep_says_how_to_continue(tmp_path, monkeypatch):
+    """A signal that stops a cell's G&C stops the sweep with one message naming the sweep's
+    own resume command (not the cell's), and its record keeps the session's time."""
+    rejection = METHODS["rejection"]
+    calls = []
+
+    def start(cfg, *args, **kwargs):
+        calls.append(cfg.seed)
+        if len(calls) == 2:
+            raise checkpoint.Interrupted("stopped: continue with `gcsampler run --resume x`", 15)
+        return rejection.start(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(sweep, "METHODS", {"rejection": rejection._replace(start=start)})
+    sweep_dir = tmp_path / "stopped"
+    with pytest.raises(checkpoint.Interrupted) as stop:
+        sweep.run_sweep(sweep.SweepSpec("width", (5,), 2, dict(TINY)), sweep_dir, io.StringIO())
+    assert stop.value.signal == 15
+    assert str(stop.value) == (f"stopped by a signal in width=5/seed=1 (its checkpoint is "
+                               f"saved); continue the sweep with `gcsampler sweep --resume "
+                               f"{sweep_dir}`")
+    record = files.read_json(sweep_dir / sweep.SWEEP_FILE)
+    assert len(record["sessions"]) == 1 and "finished" not in record
