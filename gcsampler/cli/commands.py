@@ -153,15 +153,13 @@ def sweep_command(args, values):
     if values.list_presets:
         print(presets.listing())
         return 0
-    if values.resume is not None:
-        out, spec = _resumed_sweep(values)
-        setup.use_compilation_cache(values, "sweep")
-    else:
-        spec = sweep_spec(values)
-        setup.use_compilation_cache(values, "sweep")
+    resume = values.resume is not None
+    out, spec = _resumed_sweep(values) if resume else (None, sweep_spec(values))
+    setup.use_compilation_cache(values, "sweep")
+    if not resume:
         setup.check_devices(values.devices, command="sweep")
         out = setup.out_dir(values, f"sweep-{spec.preset or spec.axis}")
-    sweep.run_sweep(spec, out, resume=values.resume is not None)
+    sweep.run_sweep(spec, out, resume=resume)
     record, rows = sweep_results.load_sweep(out)
     print(f"\n{spec.title}")
     _report_sweep(out, record, rows, "gen_loss", spec.title, stem="gen_loss",
@@ -190,12 +188,13 @@ def _resumed_sweep(values):
     try:
         spec = sweep.spec_from_record(files.read_json(out / sweep.SWEEP_FILE),
                                       values.seeds if values["seeds"].present else None)
-        sweep.expand(spec)
+        cells = sweep.expand(spec)
     except ValueError as err:
         raise UsageError(f"gcsampler sweep: {err}") from None
     except (KeyError, TypeError) as err:
         raise files.RunDirError(f"{out}/{sweep.SWEEP_FILE} is not a valid sweep record "
                                 f"(bad or missing {err})") from None
+    setup.check_devices(cells[0].cfg.devices, command="sweep")
     return out, spec
 
 

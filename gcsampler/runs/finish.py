@@ -108,9 +108,9 @@ def finish(runs, note, label=None, done=None):
         cfg = group[0].cfg
         note(f"gcsampler: GD ({cfg.gd_optimizer}, lr {cfg.gd_lr:g}, {cfg.gd_runs} runs x "
              f"{cfg.gd_steps:,} steps)..." if label is None else
-             f"gcsampler sweep: GD for {label}: {len(group)} seed{'s' if len(group) > 1 else ''} x "
-             f"{cfg.gd_runs} run(s) x "
-             f"{cfg.gd_steps:,} steps ({cfg.gd_optimizer}, lr {cfg.gd_lr:g})")
+             f"gcsampler sweep: GD for {label}: {len(group)} seed{'s' if len(group) > 1 else ''}"
+             f" x {cfg.gd_runs} run(s) x {cfg.gd_steps:,} steps ({cfg.gd_optimizer}, lr "
+             f"{cfg.gd_lr:g})")
         began = time.perf_counter()
         curves = gd.gd_train_many([run.pieces.problem for run in group], group[0].pieces.model,
                                cfg.optimizer(), seed=[run.cfg.seed for run in group],
