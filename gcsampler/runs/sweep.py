@@ -265,7 +265,7 @@ def _gnc(cell, cell_dir, display):
         return finish.Finished(resumption.cfg, pieces,
                                {**resumption.previous, "run_dir": str(cell_dir)}), True
     display.note(f"gcsampler sweep: {cell.name} continues from its checkpoint")
-    summary = method.resume(resumption, pieces, stream=_Quiet(),
+    summary = method.resume(resumption, pieces, stream=display.stream,   # its own progress
                             checkpoint_every=checkpoint.DEFAULT_EVERY)
     return finish.Finished(resumption.cfg, pieces, summary), False
 

@@ -441,6 +441,7 @@ def test_resumed_sweep_continues_where_it_stopped(tiny_sweep, tmp_path):
     resumed = sweep.run_sweep(sweep.spec_from_record(record), stopped, stream, resume=True)
     log = stream.getvalue()
     assert "width=7/seed=0 continues from its checkpoint" in log
+    assert f"gcsampler: resuming {cells / 'width=7/seed=0'} at draw" in log   # its own progress
     assert "GD for width=5: 1 seed x" in log and "GD for width=7: 2 seeds" in log
     assert _mtimes(cells / "width=5/seed=0") == kept
     for old, new in zip(rows, resumed):
