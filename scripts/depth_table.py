@@ -7,7 +7,8 @@ unfinished runs and is marked: not a baseline); then the medians over seeds of t
 chance level and of the two reference interpolants (the problems are those of the first
 sweep). G&C entries name the seeds whose cells had a level at the cap of sweeps per level
 ("cap k/n"), a level that ended with a correlation above 0.3 with its start ("corr > 0.3
-k/n") or a flagged replicate spread ("spread k/n"). Below the table, per sweep: the seeds,
+k/n") or a flagged replicate spread ("spread k/n"), and how many seeds have finished
+where not all have ("k of n seeds": a sweep still running). Below the table, per sweep: the seeds,
 the cells whose replicate spread was flagged, the cells with a level at the move cap, the
 worst decorrelation left at the end of a level, the fewest ancestors at eps and the wall
 time.
@@ -49,15 +50,18 @@ def flagged(rows):
             [r for r in rows if _float(r, "final_correlation_max") > UNMIXED])
 
 
-def cell_text(rows):
-    """The three entries of one depth and one sweep: log10 p, G&C (with the seeds whose
-    diagnostics warn, if any), GD (with the seeds whose GD fit)."""
+def cell_text(rows, seeds):
+    """The three entries of one depth and one sweep of ``seeds`` seeds: log10 p, G&C (with
+    how many seeds have finished, where not all have, and the seeds whose diagnostics
+    warn, if any), GD (with the seeds whose GD fit)."""
     log10_p, _, _ = median_and_quartiles([_float(r, "log10_p") for r in rows])
     gen, lo, hi = median_and_quartiles([_float(r, "gnc_gen_loss_mean") for r in rows])
     gd, _, _ = median_and_quartiles([_float(r, "gd_gen_loss") for r in rows])
     spread, capped, unmixed = flagged(rows)
     warnings = [f"{text} {len(cells)}/{len(rows)}" for text, cells in
                 (("cap", capped), (f"corr > {UNMIXED}", unmixed), ("spread", spread)) if cells]
+    if len(rows) < seeds:
+        warnings.insert(0, f"{len(rows)} of {seeds} seeds")
     fitted = sum(bool(r.get("gd_fitted")) for r in rows)
     verdict = f"{fitted} of {len(rows)}" + (
         "" if fitted == len(rows) else " fit" if 2 * fitted > len(rows) else
@@ -101,9 +105,9 @@ def main():
     print("|" + "---|" * len(header))
     for depth in depths:
         line = [str(depth)]
-        for _, _, rows in sweeps:
+        for _, record, rows in sweeps:
             at = [r for r in rows if r["depth"] == depth]
-            line += cell_text(at) if at else ["", "", ""]
+            line += cell_text(at, record["seeds"]) if at else ["", "", ""]
         first = [r for r in sweeps[0][2] if r["depth"] == depth]
         for name in ("prior_gen_loss_mean", "min_frobenius_gen_loss", "min_nuclear_gen_loss"):
             line.append(f"{median_and_quartiles([_float(r, name) for r in first])[0]:.3g}")

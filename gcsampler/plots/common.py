@@ -132,9 +132,15 @@ def _draw_series(ax, x, bands, seeds, series, style, *, shift=0.0, floor=None, f
     mark = {"xycoords": shifted, "textcoords": "offset points", "fontsize": "x-small",
             "color": color, "bbox": {"boxstyle": "square,pad=0.1", "color": "white",
                                      "alpha": 0.7}}
+    last = np.max(x)
+
+    def note(text, xi, yi, dy):  # starting beside the point; ending there at the last x,
+        ax.annotate(text, (xi, yi), xytext=(4, dy),  # so as to stay inside the axes
+                    ha="right" if xi == last else "left", **mark)
+
     for xi, yi, n, total in zip(x, median, counts, seeds):
         if 0 < n < total:
-            ax.annotate(f"n={n}/{total}", (xi, yi), xytext=(4, 4), **mark)
+            note(f"n={n}/{total}", xi, yi, 4)
     if fits is None:
         return entries
     unfit = np.array([fit < judged for fit, judged in fits]) & ~empty
@@ -144,7 +150,7 @@ def _draw_series(ax, x, bands, seeds, series, style, *, shift=0.0, floor=None, f
         ax.plot(x[unfit], median[unfit], transform=shifted, zorder=bars.lines[0].zorder + 0.1,
                 **hollow)
         for xi, yi, (fit, judged) in zip(x[unfit], median[unfit], np.array(fits)[unfit]):
-            ax.annotate(f"fit {fit}/{judged}", (xi, yi), xytext=(4, -10), **mark)
+            note(f"fit {fit}/{judged}", xi, yi, -10)
         text = series.shortfall or (f"not every {series.label} run reached\n"
                                     f"{series.goal} (fit k/N seeds)")
         entries[f"hollow: {text}"] = Line2D([], [], **hollow)

@@ -160,7 +160,11 @@ def towards(target):
 
 
 # The moves ``--move`` names: name -> a function of no arguments that makes the Move.
-MOVES = Registry("--move", {"ess": elliptical_slice, "pcn": pcn})
+# ``essK`` is a chain of K elliptical slices per sweep.
+MOVES = Registry("--move", {"ess": elliptical_slice,
+                            "ess4": functools.partial(elliptical_slice, chain=4),
+                            "ess8": functools.partial(elliptical_slice, chain=8),
+                            "pcn": pcn})
 
 
 @functools.lru_cache(maxsize=None)

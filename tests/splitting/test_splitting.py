@@ -237,6 +237,14 @@ def test_the_invariance_test_rejects_a_wrong_kernel():
     assert min(p_values.values()) < ALPHA_KS, p_values
 
 
+def test_the_named_chains_are_the_tested_chains():
+    """``--move essK`` is ``elliptical_slice(chain=K)``, the kernel the invariance test
+    checks with chains of three (the chain length is a loop bound, nothing else)."""
+    for name, chain in (("ess", 1), ("ess4", 4), ("ess8", 8)):
+        move = moves.make_move(name)
+        assert (move.name, move.chain) == (name, chain)
+
+
 # --- 2. exact answer at any rarity, 5. the curve, 6. determinism -------------------
 #
 # Depth 1, linear, Gaussian prior: volume.linear_log_volume is exact. The run uses
