@@ -7,11 +7,11 @@ unfinished runs and is marked: not a baseline); then the medians over seeds of t
 chance level and of the two reference interpolants (the problems are those of the first
 sweep). G&C entries name the seeds whose cells had a level at the cap of sweeps per level
 ("cap k/n"), a level that ended with a correlation above 0.3 with its start ("corr > 0.3
-k/n") or a flagged replicate spread ("spread k/n"), and how many seeds have finished
-where not all have ("k of n seeds": a sweep still running). Below the table, per sweep: the seeds,
-the cells whose replicate spread was flagged, the cells with a level at the move cap, the
-worst decorrelation left at the end of a level, the fewest ancestors at eps and the wall
-time.
+k/n") or a flagged replicate spread ("spread k/n"), and how many seeds have finished where
+not all have ("k of n seeds": a sweep still running). Below the table, per sweep: the
+seeds, the cells whose replicate spread was flagged, the cells with a level at the move
+cap, the worst decorrelation left at the end of a level, the fewest ancestors at eps and
+the wall time.
 
     PYTHONPATH=. python scripts/depth_table.py SWEEP_LINEAR SWEEP_TANH SWEEP_LEAKY
 """

@@ -134,9 +134,9 @@ def _draw_series(ax, x, bands, seeds, series, style, *, shift=0.0, floor=None, f
                                      "alpha": 0.7}}
     last = np.max(x)
 
-    def note(text, xi, yi, dy):  # starting beside the point; ending there at the last x,
-        ax.annotate(text, (xi, yi), xytext=(4, dy),  # so as to stay inside the axes
-                    ha="right" if xi == last else "left", **mark)
+    def note(text, xi, yi, dy):
+        """A label that starts beside its point, or ends there at the last x (inside the axes)."""
+        ax.annotate(text, (xi, yi), xytext=(4, dy), ha="right" if xi == last else "left", **mark)
 
     for xi, yi, n, total in zip(x, median, counts, seeds):
         if 0 < n < total:

@@ -3,9 +3,7 @@ geometry, draws regenerated exactly as G&C drew and accepted them, counts equal 
 NumPy evaluation, and scripts/slab_solutions.py end to end with its one-line errors."""
 
 import csv
-import importlib.util
 import math
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -13,11 +11,11 @@ import numpy as np
 import pytest
 
 from cli_calls import cli_run
+from script_modules import load_script
 from gcsampler.classify import data, networks, slab_probes, task
 from gcsampler.core import keys
 from gcsampler.runs import accepted
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 LOG2_BLOCK = 8
 SEED = 7
 SAMPLES = 12 * 2**LOG2_BLOCK + 37     # a partial last block
@@ -202,14 +200,6 @@ def test_a_network_that_separates_by_x_classifies_the_linear_probe_only():
     assert numpy_classifies(population, *slab_probes.nonlinear_probe()).tolist() == [False]
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("slab_solutions",
-                                                  ROOT / "scripts" / "slab_solutions.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     out = tmp_path_factory.mktemp("slab") / "study"
@@ -237,7 +227,7 @@ def one_line_error(script, argv, capsys):
 
 
 def test_script_end_to_end(study, capsys):
-    script = load_script()
+    script = load_script("slab_solutions")
     assert script.main([str(study)]) == 0
     printed = capsys.readouterr().out
     assert "linear fraction [95% CI]" in printed and "bit for bit" in printed
@@ -261,7 +251,7 @@ def test_script_end_to_end(study, capsys):
 
 
 def test_script_one_line_errors(tmp_path, capsys):
-    script = load_script()
+    script = load_script("slab_solutions")
     assert "no such directory" in one_line_error(script, [tmp_path / "missing"], capsys)
     assert "not a gcsampler classify study" in one_line_error(script, [tmp_path], capsys)
     assert "required" in one_line_error(script, [], capsys)
