@@ -53,7 +53,8 @@ def test_the_registries_of_gcsampler():
     assert models.ACTIVATIONS.names == ("linear", "tanh", "relu", "leaky_relu")
     assert priors.PRIORS.names == ("gaussian", "uniform")
     assert samplers.SAMPLERS.names == ("direct", "last_layer", "wishart")
-    assert MOVES.names == ("ess", "ess4", "ess8", "pcn") and METHODS.names == ("rejection", "splitting")
+    assert MOVES.names == ("ess", "ess4", "ess8", "pcn")
+    assert METHODS.names == ("rejection", "splitting")
     assert all(registry.importable for registry in (problems.TASKS, models.ACTIVATIONS,
                                                     priors.PRIORS))
     assert not any(registry.importable for registry in (samplers.SAMPLERS, MOVES, METHODS))
